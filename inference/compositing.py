@@ -1,0 +1,339 @@
+"""Between the designer's painted mask and the model, and back again.
+
+A diffusion model regenerates a rectangle at its own resolution and, even where it was told to
+keep things, returns pixels that went through a lossy autoencoder. Users notice three things: a
+hard or shifted seam, colours that drift, and "untouched" pixels that changed. So:
+
+* the mask is grown and feathered *outward* (`prepare_mask`), so everything the designer
+  painted is regenerated in full and the blend happens in a band of context around it;
+* the model works on a crop around the mask (`mask_bbox`, `crop_region`) at a size it is good
+  at (`model_size`), rather than on a whole 4000-pixel photo squeezed to 512;
+* the result is colour-matched to its surroundings (`match_colors`) and pasted back
+  (`paste_back`) so that every pixel outside the feathered mask is bit-identical to the source;
+* outpainting becomes inpainting on a larger canvas (`extend_canvas`).
+
+Boxes are (left, top, right, bottom) with right/bottom exclusive, as in Pillow. Nothing here
+imports Qt or torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+Box = tuple[int, int, int, int]
+
+# Feather levels are counted in uint8; a wider feather than this adds nothing visible anyway.
+MAX_FEATHER = 250
+# Crops are widened so the model never sees a strip thinner than this ratio: diffusion models
+# degrade badly far from square, and widening a crop only adds context.
+MAX_CROP_ASPECT = 2.0
+# Below this many ring pixels the colour statistics are noise, not a measurement.
+MIN_RING_PIXELS = 16
+# How far match_colors may stretch contrast: enough to undo a VAE's drift, not to invent contrast
+# from a flat ring.
+MAX_GAIN = 1.5
+
+
+# --------------------------------------------------------------------------- morphology
+
+
+def _dilate_step(a: np.ndarray, phase: int) -> np.ndarray:
+    """One pixel of dilation; alternating a plus and a 3x3 square approximates a disc.
+
+    Pure squares would grow masks into boxes (corners reach 41 % further than edges) and pure
+    plusses into diamonds; alternating gives an octagon within ~6 % of a circle. Done with array
+    shifts because Pillow's MaxFilter(3) is about 50x slower on a 4096x4096 mask (rank filters
+    sort every window), and that matters for a designer waiting on a big canvas. Pixels outside
+    the array count as unset.
+    """
+    out = a.copy()
+    out[:, 1:] |= a[:, :-1]
+    out[:, :-1] |= a[:, 1:]
+    if phase % 2 == 0:  # plus: vertical neighbours of the original
+        out[1:] |= a[:-1]
+        out[:-1] |= a[1:]
+    else:  # square: vertical neighbours of the horizontally grown rows
+        rows = out.copy()
+        out[1:] |= rows[:-1]
+        out[:-1] |= rows[1:]
+    return out
+
+
+def _dilate(a: np.ndarray, steps: int) -> np.ndarray:
+    for i in range(steps):
+        a = _dilate_step(a, i)
+    return a
+
+
+def _bool_bbox(a: np.ndarray) -> Box | None:
+    rows = np.flatnonzero(a.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(a.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _window(a: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The part of the array that morphology of reach `margin` can touch.
+
+    A brush stroke is usually small next to the canvas; working only around it keeps a 4096x4096
+    document as quick as a thumbnail.
+    """
+    box = _bool_bbox(a)
+    if box is None:
+        return None
+    left, top, right, bottom = box
+    h, w = a.shape
+    return slice(max(0, top - margin), min(h, bottom + margin)), slice(max(0, left - margin), min(w, right + margin))
+
+
+def _ring(inside: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within `width` of `inside` but not in it."""
+    out = np.zeros_like(inside)
+    win = _window(inside, width + 1)
+    if win is None:
+        return out
+    sub = inside[win]
+    out[win] = _dilate(sub, width) & ~sub
+    return out
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def prepare_mask(mask: Image.Image, grow: int, feather: int) -> Image.Image:
+    """Turn a painted mask into the blend alpha: grown region solid, soft ramp outside it.
+
+    The ramp lies *outside* the grown region so that every painted pixel is fully regenerated:
+    a ramp centred on the edge would leave half-old, half-new ghosts where the designer asked for
+    change. The model should be told to regenerate every pixel with alpha > 0, so the band it
+    blends in is generated content, not a stretched guess.
+
+    `mask` is "L" (white = change; other modes are converted) and is binarised at 128 so that
+    anti-aliased brush edges give a stable shape. `grow` dilates (negative erodes; the image
+    border never erodes a mask that touches it). `feather` is the ramp width in pixels (0 is a
+    hard edge), shaped with smoothstep so neither end of the ramp shows a visible band.
+    """
+    arr = np.asarray(mask.convert("L")) >= 128
+    feather = max(0, min(int(feather), MAX_FEATHER))
+    grow = int(grow)
+    out = np.zeros(arr.shape, np.uint8)
+    # Reach of all the morphology below; beyond it nothing can change.
+    win = _window(arr, abs(grow) + feather + 1)
+    if win is None:
+        return Image.fromarray(out, "L")
+    sub = arr[win]
+    if grow > 0:
+        sub = _dilate(sub, grow)
+    elif grow < 0:
+        sub = ~_dilate(~sub, -grow)
+    if feather == 0:
+        out[win] = sub.view(np.uint8) * 255
+        return Image.fromarray(out, "L")
+    # Count how many of the successive one-pixel dilations cover each pixel: the grown region
+    # gets feather + 1, a pixel k steps out gets feather + 1 - k, far pixels 0. That count is a
+    # (octagonal) distance, computed with cheap whole-array steps instead of a distance transform.
+    count = sub.view(np.uint8).copy()
+    cur = sub
+    for i in range(feather):
+        cur = _dilate_step(cur, i)
+        count += cur.view(np.uint8)
+    t = np.arange(feather + 2, dtype=np.float64) / (feather + 1)
+    lut = np.rint(255.0 * t * t * (3.0 - 2.0 * t))
+    lut[1:] = np.maximum(lut[1:], 1.0)  # the ramp reaches all `feather` pixels, however faintly
+    out[win] = lut.astype(np.uint8)[count]
+    return Image.fromarray(out, "L")
+
+
+def mask_bbox(alpha: Image.Image) -> Box | None:
+    """Bounding box of the pixels the result may change, or None when nothing may change.
+
+    Taken on the *feathered* alpha, so the crop holds the whole blend band.
+    """
+    return alpha.convert("L").getbbox()
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def model_size(width: int, height: int, native: int, multiple: int = 8) -> tuple[int, int]:
+    """Size to run the model at for a width x height region: its native area, same shape.
+
+    Diffusion models are trained at about native x native pixels; far below that they lose
+    detail, far above it they repeat subjects, so the region is scaled (up or down) to that area.
+    Sides are multiples of `multiple` (the autoencoder's downsampling) and at least
+    `8 * multiple`, so there is a latent worth denoising. Only when keeping the aspect ratio
+    would push the short side under that minimum (a 1000x1 strip) is the long side shortened,
+    keeping the area rather than asking the model for a 64x64000 image.
+    """
+    if width <= 0 or height <= 0 or native <= 0 or multiple <= 0:
+        raise ValueError(f"model_size needs positive sizes, got {width}x{height}, native {native}, multiple {multiple}")
+    min_side = 8 * multiple
+    area = float(native) * native
+    long_side, short_side = max(width, height), min(width, height)
+    aspect = long_side / short_side
+    short = math.sqrt(area / aspect)
+    long = short * aspect
+    if short < min_side:
+        short = min_side
+        long = min(min_side * aspect, area / min_side)
+
+    def snap(value: float) -> int:
+        return max(min_side, int(round(value / multiple)) * multiple)
+
+    long_px, short_px = snap(long), snap(short)
+    return (long_px, short_px) if width >= height else (short_px, long_px)
+
+
+def crop_region(
+    image_size: tuple[int, int], bbox: Box | None, padding: int, native: int, multiple: int = 8
+) -> Box:
+    """The rectangle of the image the model should see to fill `bbox`.
+
+    Like diffusers' `padding_mask_crop`: the mask's box plus `padding` pixels of context on each
+    side, because the model can only match what it can see. It is then grown (never shrunk) to
+    at least native/2 on each side, so a tiny touch-up still has surroundings and is not blown up
+    twenty-fold; to at most MAX_CROP_ASPECT, because a thin strip is a shape the model handles
+    badly while extra context costs nothing; and to multiples of `multiple` so the model's
+    rescale is the same on both axes. It is centred on the mask and, where it would cross the
+    image edge, shifted back inside rather than cut, so the crop keeps its size and context.
+    Only a crop larger than the image is clamped to the image.
+    """
+    img_w, img_h = image_size
+    if img_w <= 0 or img_h <= 0:
+        raise ValueError(f"crop_region needs a non-empty image, got {img_w}x{img_h}")
+    if bbox is None:
+        return 0, 0, img_w, img_h
+    left, top, right, bottom = (int(v) for v in bbox)
+    left, top = max(0, min(left, img_w)), max(0, min(top, img_h))
+    right, bottom = max(left, min(right, img_w)), max(top, min(bottom, img_h))
+    padding = max(0, int(padding))
+    min_side = max(1, native // 2)
+
+    w = max(right - left + 2 * padding, min_side, 1)
+    h = max(bottom - top + 2 * padding, min_side, 1)
+    if w > h * MAX_CROP_ASPECT:
+        h = math.ceil(w / MAX_CROP_ASPECT)
+    elif h > w * MAX_CROP_ASPECT:
+        w = math.ceil(h / MAX_CROP_ASPECT)
+    w = min(math.ceil(w / multiple) * multiple, img_w)
+    h = min(math.ceil(h / multiple) * multiple, img_h)
+
+    # Centred on the mask (floor keeps bbox + padding inside for either parity), then shifted in.
+    x0 = min(max((left + right - w) // 2, 0), img_w - w)
+    y0 = min(max((top + bottom - h) // 2, 0), img_h - h)
+    return x0, y0, x0 + w, y0 + h
+
+
+# --------------------------------------------------------------------------- colour and paste-back
+
+
+def match_colors(generated: Image.Image, source: Image.Image, alpha: Image.Image, ring: int = 16) -> Image.Image:
+    """Undo the colour and brightness drift of the model's output, measured where it should agree.
+
+    Just outside the alpha region the source is known and was not meant to change, but the model
+    (through its autoencoder) returns it slightly brighter, darker or tinted; pasted back, that
+    drift shows as a patch. Per RGB channel, the generated image gets the gain and offset that
+    give its ring pixels the source's mean and standard deviation. The gain is clamped to
+    [1/MAX_GAIN, MAX_GAIN] and left at 1 when the ring is flat, so a featureless ring cannot
+    crush or blow up the contrast of what was generated. With no usable ring (the mask covers
+    everything) `generated` is returned unchanged.
+    """
+    if generated.size != source.size or alpha.size != source.size:
+        raise ValueError(
+            f"match_colors needs equal sizes, got generated {generated.size}, source {source.size}, alpha {alpha.size}"
+        )
+    inside = np.asarray(alpha.convert("L")) > 0
+    near = _ring(inside, max(1, int(ring)))
+    if np.count_nonzero(near) < MIN_RING_PIXELS:
+        return generated
+    gen = np.asarray(generated.convert("RGB"), dtype=np.float32)
+    src = np.asarray(source.convert("RGB"), dtype=np.float32)
+    g_ring, s_ring = gen[near].astype(np.float64), src[near].astype(np.float64)
+    g_mean, s_mean = g_ring.mean(axis=0), s_ring.mean(axis=0)
+    g_std, s_std = g_ring.std(axis=0), s_ring.std(axis=0)
+    gain = np.where(g_std > 1.0, s_std / np.maximum(g_std, 1e-6), 1.0)
+    gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
+    out = (gen - g_mean.astype(np.float32)) * gain.astype(np.float32) + s_mean.astype(np.float32)
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+
+
+def paste_back(
+    source: Image.Image, generated: Image.Image, box: Box, alpha: Image.Image, match: bool = True
+) -> Image.Image:
+    """Put the model's output for crop `box` back into the full image.
+
+    The promise to the designer is that pixels outside the mask do not change, not even by one
+    level; so after blending, every pixel where alpha is 0 is copied from `source` explicitly
+    rather than trusted to come out of float arithmetic (or a resize, or colour matching)
+    unchanged. Inside, `generated` (resized to the box with LANCZOS, optionally colour-matched)
+    is alpha-blended over the source and rounded. Alpha outside `box` has no generated pixels
+    behind it and keeps the source; `box` should contain `mask_bbox(alpha)`.
+
+    RGB and RGBA sources keep their mode, RGBA keeping its alpha channel from the source; other
+    modes are converted to RGB (RGBA if they carry transparency) first and returned that way.
+    """
+    if alpha.size != source.size:
+        raise ValueError(f"The mask is {alpha.size} but the image is {source.size}; they must be the same size.")
+    left, top, right, bottom = (int(v) for v in box)
+    if not (0 <= left < right <= source.width and 0 <= top < bottom <= source.height):
+        raise ValueError(f"Crop box {box} is not inside the {source.width}x{source.height} image.")
+    if source.mode not in ("RGB", "RGBA"):
+        has_alpha = "A" in source.getbands() or "transparency" in source.info
+        source = source.convert("RGBA" if has_alpha else "RGB")
+
+    src_full = np.asarray(source)
+    src_rgb = src_full[..., :3]
+    a_full = np.asarray(alpha.convert("L"))
+
+    size = (right - left, bottom - top)
+    gen = generated.convert("RGB")
+    if gen.size != size:
+        gen = gen.resize(size, Image.Resampling.LANCZOS)
+    src_crop = src_rgb[top:bottom, left:right]
+    a_crop = a_full[top:bottom, left:right]
+    if match:
+        gen = match_colors(gen, Image.fromarray(src_crop, "RGB"), Image.fromarray(a_crop, "L"))
+
+    a = a_crop.astype(np.float32)[..., None] / 255.0
+    blended = np.asarray(gen, dtype=np.float32) * a + src_crop.astype(np.float32) * (1.0 - a)
+    out = src_full.copy()
+    out[top:bottom, left:right, :3] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    keep = (a_full == 0)[..., None]
+    out = np.where(keep, src_full, out)
+    if source.mode == "RGBA":
+        out[..., 3] = src_full[..., 3]
+    return Image.fromarray(out, source.mode)
+
+
+# --------------------------------------------------------------------------- outpainting
+
+
+def extend_canvas(image: Image.Image, left: int, top: int, right: int, bottom: int) -> tuple[Image.Image, Image.Image]:
+    """A larger canvas for outpainting, plus the mask of its new area.
+
+    The new border is not left black or grey: diffusion at moderate strength keeps the overall
+    colours it starts from, so a black border yields dark, disconnected fill. Edge pixels are
+    replicated outward (the right colours in the right places) and heavily blurred (so the model
+    is not handed streaks to continue); the original is then put back exactly at (left, top).
+    The mask is 255 on the new area and 0 on the original, ready for `prepare_mask`.
+    """
+    margins = (int(left), int(top), int(right), int(bottom))
+    if min(margins) < 0:
+        raise ValueError(f"Outpaint margins cannot be negative, got {margins}.")
+    left, top, right, bottom = margins
+    rgb = image.convert("RGB")
+    w, h = rgb.size
+    size = (w + left + right, h + top + bottom)
+    mask = Image.new("L", size, 255)
+    mask.paste(0, (left, top, left + w, top + h))
+    if max(margins) == 0:
+        return rgb.copy(), mask
+    padded = np.pad(np.asarray(rgb), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    radius = min(128.0, max(4.0, max(margins) / 2.0))
+    canvas = Image.fromarray(padded, "RGB").filter(ImageFilter.GaussianBlur(radius))
+    canvas.paste(rgb, (left, top))
+    return canvas, mask
