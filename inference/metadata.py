@@ -1,0 +1,633 @@
+"""The recipe inside every PNG Quickbrush writes.
+
+Two text chunks travel with each image:
+
+* ``parameters``: the AUTOMATIC1111 "infotext" that A1111, Forge, Civitai and most image
+  viewers read: the prompt, a ``Negative prompt: ...`` line (left out when empty), then one
+  line of comma-separated ``Key: value`` pairs (``Steps: 4, Sampler: Euler a, CFG scale: 0.0,
+  Seed: 123, Size: 512x512, ...``). Values holding a comma, colon or newline are JSON-quoted,
+  as A1111 does. It is written as tEXt when the text is Latin-1 and as iTXt otherwise (again
+  as A1111 does, through Pillow's ``add_text``).
+* ``quickbrush``: an iTXt chunk holding exact JSON,
+  ``{"format": 1, "job": job.to_dict(), "timings": ..., "model_info": ..., "inputs": ...}``
+  (the last three only when given), from which ``Job.from_dict`` rebuilds the job exactly.
+
+Reading prefers the ``quickbrush`` chunk. An image from another tool that only has a
+``parameters`` chunk gives a best-effort recipe of the same shape (``{"format": 1, "job":
+{...}}``, plus ``"source": "parameters"`` and the parsed ``"parameters"``), so
+``job_from_recipe`` works on both.
+
+No Qt here: this module is part of ``inference``.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import math
+import os
+import re
+import secrets
+import struct
+import zlib
+from importlib import metadata as _importlib_metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from inference.jobs import MAX_SEED, BadInput, Job, JobError
+
+__all__ = [
+    "RECIPE_FORMAT",
+    "PARAMETERS_KEY",
+    "RECIPE_KEY",
+    "SaveError",
+    "format_parameters",
+    "parse_parameters",
+    "recipe_payload",
+    "recipe_pnginfo",
+    "save_png",
+    "read_recipe",
+    "job_from_recipe",
+    "sampler_name",
+    "scheduler_from_sampler",
+    "quickbrush_version",
+]
+
+RECIPE_FORMAT = 1
+PARAMETERS_KEY = "parameters"
+RECIPE_KEY = "quickbrush"
+
+
+class SaveError(JobError):
+    """Writing an image failed; the previous file at the path, if any, is untouched."""
+
+    kind = "save_failed"
+
+
+def quickbrush_version() -> str:
+    try:
+        return _importlib_metadata.version("quickbrush")
+    except _importlib_metadata.PackageNotFoundError:
+        return "dev"
+    except Exception:  # a broken installation must not stop an image from saving
+        return "dev"
+
+
+# --------------------------------------------------------------------------- sampler names
+
+# Our scheduler name (a key of inference.models.presets.SCHEDULERS) or a diffusers scheduler
+# class name -> (A1111 sampler, A1111 schedule type or None).
+_SAMPLERS: dict[str, tuple[str, str | None]] = {
+    "euler": ("Euler", None),
+    "euler_trailing": ("Euler", "SGM Uniform"),
+    "euler_a": ("Euler a", None),
+    "euler_ancestral": ("Euler a", None),
+    "ddim": ("DDIM", None),
+    "ddim_trailing": ("DDIM", "SGM Uniform"),
+    "ddpm": ("DDPM", None),
+    "dpmpp_2m": ("DPM++ 2M", None),
+    "dpmpp_2m_karras": ("DPM++ 2M", "Karras"),
+    "dpmpp_2m_sde": ("DPM++ 2M SDE", None),
+    "dpmpp_sde": ("DPM++ SDE", None),
+    "lcm": ("LCM", None),
+    "tcd": ("TCD", None),
+    "heun": ("Heun", None),
+    "lms": ("LMS", None),
+    "dpm2": ("DPM2", None),
+    "dpm2_a": ("DPM2 a", None),
+    "pndm": ("PLMS", None),
+    "plms": ("PLMS", None),
+    "unipc": ("UniPC", None),
+    "EulerDiscreteScheduler": ("Euler", None),
+    "EulerAncestralDiscreteScheduler": ("Euler a", None),
+    "DDIMScheduler": ("DDIM", None),
+    "DDPMScheduler": ("DDPM", None),
+    "DPMSolverMultistepScheduler": ("DPM++ 2M", None),
+    "DPMSolverSDEScheduler": ("DPM++ SDE", None),
+    "LCMScheduler": ("LCM", None),
+    "TCDScheduler": ("TCD", None),
+    "HeunDiscreteScheduler": ("Heun", None),
+    "LMSDiscreteScheduler": ("LMS", None),
+    "KDPM2DiscreteScheduler": ("DPM2", None),
+    "KDPM2AncestralDiscreteScheduler": ("DPM2 a", None),
+    "PNDMScheduler": ("PLMS", None),
+    "UniPCMultistepScheduler": ("UniPC", None),
+}
+_SAMPLERS_LOWER = {key.lower(): value for key, value in _SAMPLERS.items()}
+
+# (A1111 sampler, schedule type) -> our scheduler name; schedule None matches any schedule.
+# Only names our backends know (inference.models.presets.SCHEDULERS) are listed.
+_SCHEDULERS_BACK: dict[tuple[str, str | None], str] = {
+    ("euler", "sgm uniform"): "euler_trailing",
+    ("euler", None): "euler",
+    ("euler a", None): "euler_a",
+    ("ddim", "sgm uniform"): "ddim_trailing",
+    ("ddim", None): "ddim",
+    ("dpm++ 2m", "karras"): "dpmpp_2m_karras",
+    ("dpm++ 2m karras", None): "dpmpp_2m_karras",  # A1111 before 1.9 put the schedule in the name
+    ("dpm++ 2m", None): "dpmpp_2m",
+    ("lcm", None): "lcm",
+    ("tcd", None): "tcd",
+}
+
+
+def sampler_name(scheduler: str) -> tuple[str, str | None]:
+    """Our scheduler name (or a diffusers class name) as A1111's (sampler, schedule type).
+
+    Unknown names come back as given, with no schedule type.
+    """
+    found = _SAMPLERS.get(scheduler) or _SAMPLERS_LOWER.get(scheduler.lower())
+    return found if found else (scheduler, None)
+
+
+def scheduler_from_sampler(sampler: str | None, schedule_type: str | None = None) -> str | None:
+    """An A1111 sampler (and schedule type) as our scheduler name; None when we have no match.
+
+    Our own names (e.g. "euler_trailing", written by a tool that did not map them) pass through.
+    """
+    if not sampler:
+        return None
+    sampler_l = str(sampler).strip().lower()
+    schedule_l = str(schedule_type).strip().lower() if schedule_type else None
+    for key in ((sampler_l, schedule_l), (sampler_l, None)):
+        if key in _SCHEDULERS_BACK:
+            return _SCHEDULERS_BACK[key]
+    if sampler_l in _SCHEDULERS_BACK.values():
+        return sampler_l
+    found = _SAMPLERS_LOWER.get(sampler_l)  # a diffusers class name
+    if found:
+        return scheduler_from_sampler(*found)
+    return None
+
+
+# --------------------------------------------------------------------------- writing parameters
+
+
+def _quote(value: Any) -> str:
+    """A1111's `quote`: JSON-quote a value holding a comma, colon or newline."""
+    text = str(value)
+    if any(c in text for c in ",:\n\r") or text.startswith('"'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _model_name(source: str) -> str:
+    """"stabilityai/sd-turbo" -> "sd-turbo"; "/m/dream.safetensors" -> "dream"."""
+    name = re.split(r"[\\/]", source.rstrip("/\\"))[-1] or source
+    stem, dot, suffix = name.rpartition(".")
+    if dot and suffix.lower() in {"safetensors", "ckpt", "pt", "pth", "bin", "onnx", "gguf"}:
+        return stem
+    return name
+
+
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+def format_parameters(
+    job: Job,
+    *,
+    size: tuple[int, int] | None = None,
+    model_info: Mapping[str, Any] | None = None,
+) -> str:
+    """The A1111 infotext for `job`.
+
+    `size` is the output image's size (``save_png`` passes it); without it the job's width and
+    height are used, or the input image's size. `model_info` may carry ``"lora_hashes"``
+    (LoRA source or name -> sha256), written as A1111's ``Lora hashes``, and ``"sha256"`` for
+    the base model when the job's ModelRef has none.
+    """
+    model_info = model_info or {}
+    params: list[tuple[str, Any]] = []
+    if job.steps is not None:
+        params.append(("Steps", int(job.steps)))
+    if job.scheduler:
+        sampler, schedule = sampler_name(job.scheduler)
+        params.append(("Sampler", sampler))
+        if schedule:
+            params.append(("Schedule type", schedule))
+    if job.guidance is not None:
+        params.append(("CFG scale", _number(job.guidance)))
+    if job.kind == "edit":
+        params.append(("Image CFG scale", _number(getattr(job, "image_guidance"))))
+    params.append(("Seed", int(job.seed)))
+    if size is None:
+        if job.width and job.height:
+            size = (job.width, job.height)
+        elif getattr(job, "image", None) is not None:
+            size = job.image.size  # type: ignore[attr-defined]
+    if size is not None:
+        params.append(("Size", f"{int(size[0])}x{int(size[1])}"))
+    sha = job.model.sha256 or model_info.get("sha256")
+    if sha:
+        params.append(("Model hash", str(sha)[:10]))
+    params.append(("Model", _model_name(job.model.source)))
+    if job.kind in ("vary", "inpaint"):
+        params.append(("Denoising strength", _number(getattr(job, "strength"))))
+    mask_options = getattr(job, "mask_options", None)
+    if mask_options is not None:
+        params.append(("Mask blur", int(mask_options.feather)))
+    if job.model.loras:
+        hashes = model_info.get("lora_hashes") or {}
+        named = []
+        for lora in job.model.loras:
+            name = _model_name(lora.source)
+            lora_sha = hashes.get(lora.source) or hashes.get(name)
+            if lora_sha:
+                named.append(f"{name}: {str(lora_sha)[:12]}")
+        if named:
+            params.append(("Lora hashes", ", ".join(named)))
+        params.append(("LoRAs", ", ".join(f"{_model_name(l.source)}: {_number(l.scale)}" for l in job.model.loras)))
+    params.append(("Version", f"quickbrush {quickbrush_version()}"))
+
+    line = ", ".join(f"{key}: {_quote(value)}" for key, value in params)
+    negative = f"\nNegative prompt: {job.negative_prompt}" if job.negative_prompt else ""
+    return f"{job.prompt}{negative}\n{line}".strip()
+
+
+# --------------------------------------------------------------------------- parsing parameters
+
+# A1111's re_param: a key, a colon, then a JSON-quoted value or anything up to the next comma.
+_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_RE_INT = re.compile(r"[-+]?\d+")
+_RE_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+# Keys whose values are names or hashes even when they look like numbers.
+_RE_TEXT_KEY = re.compile(r"hash|model|version|vae|name|lora|sampler|schedule|prompt", re.IGNORECASE)
+
+
+def _unquote(text: str) -> str:
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def _convert(key: str, value: str) -> Any:
+    if _RE_TEXT_KEY.search(key):
+        return value
+    if _RE_INT.fullmatch(value):
+        return int(value)
+    if _RE_FLOAT.fullmatch(value):
+        return float(value)
+    return value
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """Parse an A1111 infotext (ours or another tool's) as A1111's own parser does.
+
+    Returns ``{"prompt": ..., "negative_prompt": ..., <Key>: <value>, ...}``: the keys of the
+    last line as written ("Steps", "CFG scale", "Size", ...), quoted values unquoted, and
+    unquoted values that are plainly integers or decimals converted (hashes, model names and
+    versions stay strings; "Size" stays "512x512"). As in A1111 each prompt line is stripped,
+    and a last line with fewer than three ``Key: value`` pairs is taken as part of the prompt.
+    """
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n").strip()
+    *lines, last = text.split("\n")
+    if len(_RE_PARAM.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt: list[str] = []
+    negative: list[str] = []
+    in_negative = False
+    for line in lines:
+        line = line.strip()
+        if not in_negative and line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:") :].strip()
+        (negative if in_negative else prompt).append(line)
+    result: dict[str, Any] = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative)}
+    for key, value in _RE_PARAM.findall(last):
+        key = key.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            result[key] = _unquote(value)
+        else:
+            result[key] = _convert(key, value)
+    return result
+
+
+# --------------------------------------------------------------------------- the JSON recipe
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data: non-finite floats become null, tuples lists, paths and others strings."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return _jsonable(item())
+        except Exception:
+            pass
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def recipe_payload(
+    job: Job,
+    timings: Mapping[str, float] | None = None,
+    model_info: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dictionary stored (as JSON) in the ``quickbrush`` chunk."""
+    payload: dict[str, Any] = {"format": RECIPE_FORMAT, "job": _jsonable(job.to_dict())}
+    for key, value in (("timings", timings), ("model_info", model_info), ("inputs", inputs)):
+        if value is not None:
+            payload[key] = _jsonable(value)
+    return payload
+
+
+def recipe_pnginfo(
+    job: Job,
+    timings: Mapping[str, float] | None = None,
+    model_info: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+) -> PngImagePlugin.PngInfo:
+    """Both chunks, ready for ``image.save(..., pnginfo=...)``. `size` is the output's size."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, format_parameters(job, size=size, model_info=model_info))
+    payload = recipe_payload(job, timings, model_info, inputs)
+    info.add_itxt(RECIPE_KEY, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return info
+
+
+# --------------------------------------------------------------------------- saving
+
+_PNG_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "P", "PA", "RGB", "RGBA"}
+
+_SAVE_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "permission denied (the folder may be read-only or belong to someone else)",
+    errno.EPERM: "permission denied (the folder may be read-only or belong to someone else)",
+    errno.EROFS: "the disk is read-only",
+    errno.ENOENT: "the folder does not exist",
+    errno.ENOTDIR: "the folder does not exist",
+    errno.EISDIR: "a folder already has that name",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.EIO: "the disk reported an input/output error",
+    errno.EMFILE: "too many files are open",
+}
+
+
+def _save_error(path: Path, error: BaseException) -> SaveError:
+    reason = None
+    if isinstance(error, OSError):
+        reason = _SAVE_REASONS.get(error.errno)  # type: ignore[arg-type]
+        if reason is None and error.strerror:
+            reason = error.strerror[0].lower() + error.strerror[1:]
+    if reason is None:
+        reason = str(error) or type(error).__name__
+    return SaveError(f"Could not save {path.name}: {reason}.", f"{path}\n{type(error).__name__}: {error}")
+
+
+def save_png(
+    path: str | os.PathLike[str],
+    image: Image.Image,
+    job: Job,
+    *,
+    timings: Mapping[str, float] | None = None,
+    model_info: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write `image` as a PNG carrying `job`'s recipe, atomically.
+
+    The PNG goes to a hidden temporary file in the same folder, is flushed to disk, then
+    replaces `path` in one step: a failure at any point (disk full, permission denied, ...)
+    removes the temporary file, leaves whatever was at `path` untouched and raises SaveError
+    with a designer-readable message.
+    """
+    path = Path(path)
+    if image is None:
+        raise SaveError(f"Could not save {path.name}: there is no image.")
+    info = recipe_pnginfo(job, timings, model_info, inputs, size=image.size)
+    if image.mode not in _PNG_MODES:
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as error:
+        raise _save_error(path, error) from error
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG", pnginfo=info)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:  # keep the permissions of the file being replaced
+            os.chmod(temp, os.stat(path).st_mode & 0o7777)
+        except OSError:
+            pass
+        os.replace(temp, path)
+    except BaseException as error:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise _save_error(path, error) from error
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name or str(source)
+    name = getattr(source, "name", None)
+    return Path(name).name if isinstance(name, str) else "the image"
+
+
+def _read_bytes(source: Any, label: str) -> bytes:
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            return Path(source).read_bytes()
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return source.read()
+    except FileNotFoundError as error:
+        raise BadInput(f"Could not open {label}: the file does not exist.", str(error)) from error
+    except IsADirectoryError as error:
+        raise BadInput(f"Could not open {label}: it is a folder, not an image.", str(error)) from error
+    except PermissionError as error:
+        raise BadInput(f"Could not open {label}: permission denied.", str(error)) from error
+    except OSError as error:
+        raise BadInput(f"Could not open {label}: {error.strerror or error}.", str(error)) from error
+
+
+def _text_chunks(data: bytes, label: str) -> tuple[dict[str, Any], Image.Exif | None]:
+    """Decode the image fully (catching damage) and return its text chunks and EXIF."""
+    damaged = f"{label} is damaged or incomplete and cannot be read."
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            if probe.format == "PNG":
+                probe.verify()  # checks every chunk's CRC and that the file ends properly
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            texts: dict[str, Any] = {k: v for k, v in im.info.items() if isinstance(v, str)}
+            texts.update(getattr(im, "text", {}) or {})
+            exif = im.getexif() if im.format != "PNG" else None
+    except UnidentifiedImageError as error:
+        if not data:
+            raise BadInput(f"{label} is empty.", str(error)) from error
+        raise BadInput(
+            f"{label} is not an image Quickbrush can read (it may be damaged or in another format).",
+            str(error),
+        ) from error
+    except Image.DecompressionBombError as error:
+        raise BadInput(f"{label} is too large to open safely.", str(error)) from error
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError) as error:
+        raise BadInput(damaged, f"{type(error).__name__}: {error}") from error
+    return texts, exif
+
+
+def _exif_parameters(exif: Image.Exif | None) -> str | None:
+    """A1111's JPEG/WebP infotext lives in EXIF UserComment (piexif's "UNICODE" encoding)."""
+    if not exif:
+        return None
+    try:
+        comment = exif.get_ifd(0x8769).get(0x9286)
+    except Exception:
+        return None
+    if isinstance(comment, str):
+        return comment or None
+    if not isinstance(comment, bytes) or len(comment) < 8:
+        return None
+    prefix, body = comment[:8], comment[8:]
+    try:
+        if prefix.startswith(b"UNICODE"):
+            little = len(body) >= 2 and body[0] != 0 and body[1] == 0
+            return body.decode("utf-16-le" if little else "utf-16-be").rstrip("\x00") or None
+        return body.decode("utf-8", errors="replace").rstrip("\x00") or None
+    except UnicodeDecodeError:
+        return None
+
+
+def _recipe_from_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """A best-effort recipe for an image another tool made (only an A1111 infotext)."""
+    job: dict[str, Any] = {
+        "kind": "generate",
+        "prompt": str(parameters.get("prompt", "")),
+        "negative_prompt": str(parameters.get("negative_prompt", "")),
+    }
+
+    def number(key: str, kind: type) -> Any:
+        value = parameters.get(key)
+        try:
+            return kind(float(value)) if kind is int else kind(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    steps = number("Steps", int)
+    if steps is not None and 1 <= steps <= 200:
+        job["steps"] = steps
+    guidance = number("CFG scale", float)
+    if guidance is not None and math.isfinite(guidance):
+        job["guidance"] = guidance
+    seed = number("Seed", int)
+    if seed is not None and 0 <= seed <= MAX_SEED:
+        job["seed"] = seed
+    size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(parameters.get("Size", "")))
+    if size:
+        width, height = int(size.group(1)), int(size.group(2))
+        if 16 <= width <= 8192 and 16 <= height <= 8192:
+            job["width"], job["height"] = width, height
+    scheduler = scheduler_from_sampler(parameters.get("Sampler"), parameters.get("Schedule type"))
+    if scheduler:
+        job["scheduler"] = scheduler
+    if parameters.get("Model"):
+        job["model"] = {"source": str(parameters["Model"]), "loras": []}
+    strength = number("Denoising strength", float)
+    if strength is not None and 0.0 < strength <= 1.0:
+        job["kind"] = "vary"
+        job["strength"] = strength
+    return {"format": RECIPE_FORMAT, "job": job, "source": PARAMETERS_KEY, "parameters": dict(parameters)}
+
+
+def read_recipe(path_or_image: Any) -> dict[str, Any] | None:
+    """The recipe stored in an image, or None when it has none.
+
+    `path_or_image` is a path, a binary file object or a PIL image. Returns the JSON payload of
+    the ``quickbrush`` chunk (``{"format": 1, "job": {...}, ...}``); for an image with only an
+    A1111 ``parameters`` text (another tool's), a best-effort recipe of the same shape with
+    kind "generate" ("vary" when it records a denoising strength), plus ``"source":
+    "parameters"`` and the parsed ``"parameters"``. A file that cannot be decoded (not an
+    image, truncated, damaged) raises BadInput.
+    """
+    if isinstance(path_or_image, Image.Image):
+        label = _describe(getattr(path_or_image, "filename", None) or "the image")
+        try:
+            texts = {k: v for k, v in path_or_image.info.items() if isinstance(v, str)}
+            texts.update(getattr(path_or_image, "text", {}) or {})
+            exif = path_or_image.getexif() if path_or_image.format not in (None, "PNG") else None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as error:
+            raise BadInput(f"{label} is damaged or incomplete and cannot be read.", str(error)) from error
+    else:
+        label = _describe(path_or_image)
+        texts, exif = _text_chunks(_read_bytes(path_or_image, label), label)
+
+    warning = None
+    raw = texts.get(RECIPE_KEY)
+    if raw is not None:
+        try:
+            payload = json.loads(str(raw))
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and isinstance(payload.get("job"), dict):
+            return payload
+        warning = "The Quickbrush recipe in this image is damaged; settings were read from its parameters text."
+
+    parameters = texts.get(PARAMETERS_KEY)
+    if not isinstance(parameters, str) or not parameters.strip():
+        parameters = _exif_parameters(exif)
+    if parameters and parameters.strip():
+        recipe = _recipe_from_parameters(parse_parameters(parameters))
+        if warning:
+            recipe["warning"] = warning
+        return recipe
+    if warning:
+        raise BadInput(f"The recipe stored in {label} is damaged.", str(raw)[:500])
+    return None
+
+
+def job_from_recipe(recipe: Mapping[str, Any], **images: Image.Image | None) -> Job:
+    """Rebuild the Job a recipe records; pass ``image=``/``mask=`` for kinds that need them."""
+    if not isinstance(recipe, Mapping):
+        raise BadInput("This is not a Quickbrush recipe.", repr(recipe)[:500])
+    version = recipe.get("format")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BadInput("This is not a Quickbrush recipe (it has no format number).", repr(version))
+    if version > RECIPE_FORMAT:
+        raise BadInput(
+            f"This recipe was saved by a newer Quickbrush (recipe format {version}); "
+            "update Quickbrush to use it.",
+            f"This version reads recipe format {RECIPE_FORMAT}.",
+        )
+    if version < 1:
+        raise BadInput(f"This recipe has an unsupported format number ({version}).")
+    data = recipe.get("job")
+    if not isinstance(data, Mapping):
+        raise BadInput("This recipe is damaged: it does not say which job made the image.")
+    try:
+        return Job.from_dict(data, **images)
+    except JobError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise BadInput("This recipe is damaged and cannot be used.", f"{type(error).__name__}: {error}") from error
