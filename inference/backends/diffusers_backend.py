@@ -1,0 +1,433 @@
+"""Stable Diffusion family (SD 1.x, 2.x, SDXL) on diffusers and torch.
+
+Loading: a diffusers folder, a Hub repo id (cache first, download only when allowed), or one
+original-format checkpoint file via `from_single_file`; LoRAs through diffusers' PEFT adapters.
+Running: the pipelines always return latents; this module decodes them itself, so a cancelled job
+never pays for the decoder and the Result can report encode/denoise/decode times separately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+from inference.device import dtype_name, pick_device, pick_dtype
+from inference.jobs import BadInput, Cancelled, JobError, ModelMissing, ModelRef, NetworkUnavailable
+from inference.models.presets import SCHEDULERS, Preset, match_preset, with_steps_from_name
+from inference.models.store import Located, locate
+from inference.previews import latents_to_preview
+
+StepCallback = Callable[[int, int, "torch.Tensor | None"], None]
+
+
+@dataclass
+class Loaded:
+    """A loaded model: the base pipeline, what it can do, and the derived pipelines it shares weights with."""
+
+    ref: ModelRef
+    pipe: Any
+    family: str  # "sd1" | "sd2" | "sdxl"
+    in_channels: int  # 4 text2img, 9 inpainting UNet, 8 InstructPix2Pix
+    native: int  # native resolution in pixels (square side)
+    preset: Preset
+    device: str
+    dtype: torch.dtype
+    nbytes: int
+    sha256: str | None
+    load_seconds: float
+    derived: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return {9: "inpaint", 8: "edit"}.get(self.in_channels, "text2img")
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "task": self.task,
+            "native": self.native,
+            "preset": self.preset.name,
+            "device": self.device,
+            "dtype": dtype_name(self.dtype),
+            "pipeline": type(self.pipe).__name__,
+        }
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
+            return True
+        text = str(exc).lower()
+        if any(s in text for s in ("offline mode", "connection", "couldn't connect", "cannot find the requested files")):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_fingerprint(path: str) -> str:
+    """A cheap identity for a folder model: hash of its configs and weight file sizes.
+
+    Hashing gigabytes of weights on every load would cost seconds; configs plus sizes change
+    whenever the model does in practice.
+    """
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(root.rglob("*")):
+        if file.is_file():
+            rel = file.relative_to(root).as_posix()
+            digest.update(rel.encode())
+            if file.suffix in (".json", ".txt"):
+                digest.update(file.read_bytes())
+            else:
+                digest.update(str(file.stat().st_size).encode())
+    return digest.hexdigest()
+
+
+def _checkpoint_layout(path: str) -> tuple[str, int]:
+    """(family, UNet input channels) of an original-format checkpoint, read from its tensor shapes."""
+    first_conv = "model.diffusion_model.input_blocks.0.0.weight"
+    if path.lower().endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(path, framework="pt") as handle:
+                keys = set(handle.keys())
+                if first_conv not in keys:
+                    raise BadInput(
+                        f"{Path(path).name} is not a Stable Diffusion checkpoint.",
+                        "It has no UNet weights (model.diffusion_model.*). LoRA files go under LoRAs, not Model.",
+                    )
+                channels = handle.get_slice(first_conv).get_shape()[1]
+                context_key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+                context = handle.get_slice(context_key).get_shape()[1] if context_key in keys else 768
+        except JobError:
+            raise
+        except Exception as exc:
+            raise BadInput(f"{Path(path).name} could not be read: the file is damaged or incomplete.", str(exc)) from exc
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise BadInput(f"{Path(path).name} could not be read as a checkpoint.", str(exc)) from exc
+        state = state.get("state_dict", state)
+        keys = set(state)
+        if first_conv not in keys:
+            raise BadInput(f"{Path(path).name} is not a Stable Diffusion checkpoint.")
+        channels = state[first_conv].shape[1]
+        context = 768
+    if any(k.startswith("conditioner.embedders.1") for k in keys):
+        return "sdxl", channels
+    return ("sd2" if context == 1024 else "sd1"), channels
+
+
+def _family_of(pipe: Any) -> str:
+    if "XL" in type(pipe).__name__ or getattr(pipe, "text_encoder_2", None) is not None:
+        return "sdxl"
+    text_encoder = getattr(pipe, "text_encoder", None)
+    hidden = getattr(getattr(text_encoder, "config", None), "hidden_size", 768)
+    return "sd2" if hidden == 1024 else "sd1"
+
+
+_PIPELINES = {
+    ("sd1", 4): "StableDiffusionPipeline",
+    ("sd1", 9): "StableDiffusionInpaintPipeline",
+    ("sd1", 8): "StableDiffusionInstructPix2PixPipeline",
+    ("sdxl", 4): "StableDiffusionXLPipeline",
+    ("sdxl", 9): "StableDiffusionXLInpaintPipeline",
+    ("sdxl", 8): "StableDiffusionXLInstructPix2PixPipeline",
+}
+
+
+def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> Loaded:
+    import diffusers
+
+    started = time.perf_counter()
+    located = locate(ref.source)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(device, dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    diffusers.utils.logging.disable_progress_bar()
+    sha: str | None = None
+    try:
+        if located.kind == "file":
+            family, channels = _checkpoint_layout(located.path)
+            cls = getattr(diffusers, _PIPELINES[("sdxl" if family == "sdxl" else "sd1", channels)])
+            if ref.config:
+                kwargs["config"] = ref.config
+            if family != "sdxl":
+                kwargs["safety_checker"] = None
+            pipe = cls.from_single_file(located.path, local_files_only=_offline(), **kwargs)
+            sha = file_sha256(located.path)
+        else:
+            path = located.path
+            if located.kind == "repo":
+                path = _snapshot(located.path)
+            index = json.loads((Path(path) / "model_index.json").read_text(encoding="utf-8"))
+            if "safety_checker" in index:
+                # Local editing, like every desktop SD tool: no NSFW filter blacking out results.
+                kwargs["safety_checker"] = None
+                kwargs["requires_safety_checker"] = False
+            pipe = diffusers.DiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
+            sha = folder_fingerprint(path)
+    except JobError:
+        raise
+    except Exception as exc:
+        if _is_network_error(exc):
+            raise NetworkUnavailable(
+                f"{ref.source} is not downloaded yet, and there is no network connection.",
+                str(exc),
+            ) from exc
+        raise ModelMissing(f"Could not load the model {Path(ref.source).name}: {_first_line(exc)}", repr(exc)) from exc
+
+    if not hasattr(pipe, "unet"):
+        raise ModelMissing(f"{ref.source} is a {type(pipe).__name__}, which Quickbrush cannot run yet.")
+    pipe.set_progress_bar_config(disable=True)
+    _load_loras(pipe, ref)
+    pipe.to(device)
+
+    family = _family_of(pipe)
+    in_channels = pipe.unet.config.in_channels
+    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    sample = pipe.unet.config.sample_size
+    native = (sample[0] if isinstance(sample, (list, tuple)) else sample) * vae_scale
+    names = [Path(lora.source).name for lora in ref.loras] + [Path(ref.source).name, ref.source]
+    preset = with_steps_from_name(match_preset(names, ref.preset), names)
+    nbytes = sum(
+        p.numel() * p.element_size()
+        for module in pipe.components.values()
+        if isinstance(module, torch.nn.Module)
+        for p in module.parameters()
+    )
+    loaded = Loaded(
+        ref=ref, pipe=pipe, family=family, in_channels=in_channels, native=native, preset=preset,
+        device=device, dtype=torch_dtype, nbytes=nbytes, sha256=sha,
+        load_seconds=time.perf_counter() - started,
+    )
+    return loaded
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _snapshot(repo_id: str) -> str:
+    """The repo's local snapshot: from the cache, or downloaded when the network is allowed."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.txt", "*.model", "*.safetensors"]
+    ignore = ["*.fp16.safetensors", "*non_ema*", "*.ckpt", "*.bin", "*.onnx*", "*.msgpack", "*.pb", "*.h5"]
+    try:
+        return snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=ignore, local_files_only=True)
+    except Exception:
+        if _offline():
+            raise NetworkUnavailable(
+                f"{repo_id} is not downloaded yet, and Quickbrush is offline.",
+                "HF_HUB_OFFLINE is set. Download the model once with the network on, or copy its folder "
+                "into the models folder.",
+            ) from None
+    return snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=ignore)
+
+
+def _load_loras(pipe: Any, ref: ModelRef) -> None:
+    if not ref.loras:
+        return
+    names = []
+    for i, lora in enumerate(ref.loras):
+        path = Path(lora.source).expanduser()
+        name = f"lora{i}"
+        try:
+            if path.is_file():
+                pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)
+            elif path.exists():
+                pipe.load_lora_weights(str(path), adapter_name=name)
+            else:
+                pipe.load_lora_weights(lora.source, adapter_name=name, local_files_only=_offline())
+        except Exception as exc:
+            if not path.exists() and _is_network_error(exc):
+                raise NetworkUnavailable(f"The LoRA {lora.source} is not downloaded yet, and there is no network.") from exc
+            raise BadInput(f"The LoRA {path.name} could not be loaded: {_first_line(exc)}", repr(exc)) from exc
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[lora.scale for lora in ref.loras])
+
+
+# --------------------------------------------------------------------------- running
+
+
+def make_scheduler(pipe: Any, name: str) -> Any:
+    import diffusers
+
+    try:
+        class_name, overrides = SCHEDULERS[name]
+    except KeyError:
+        raise BadInput(f"Unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}.") from None
+    return getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
+
+
+def pipeline_for(loaded: Loaded, task: str) -> Any:
+    """The pipeline for `task`, sharing the loaded weights (`from_pipe` copies no tensors)."""
+    import diffusers
+
+    if loaded.in_channels == 8:
+        if task != "edit":
+            raise BadInput(
+                "This model only does instruction edits.",
+                "Choose a text-to-image or inpainting model for Generate, Vary, Inpaint and Outpaint.",
+            )
+        return loaded.pipe
+    if task == "edit":
+        raise BadInput(
+            "Instruction edits need an InstructPix2Pix model.",
+            "For example timbrooks/instruct-pix2pix, or the built-in model once installed.",
+        )
+    if loaded.in_channels == 9:
+        # An inpainting UNet also serves generate and vary: a full mask over the image.
+        return loaded.pipe
+    if task == "text2img":
+        return loaded.pipe
+    if task not in loaded.derived:
+        auto = {"img2img": diffusers.AutoPipelineForImage2Image, "inpaint": diffusers.AutoPipelineForInpainting}[task]
+        derived = auto.from_pipe(loaded.pipe)
+        derived.set_progress_bar_config(disable=True)
+        loaded.derived[task] = derived
+    return loaded.derived[task]
+
+
+class _StageTimer:
+    """Accumulates time spent in the text encoders and the VAE encoder during a pipeline call."""
+
+    def __init__(self, modules: list[torch.nn.Module]):
+        self.seconds = 0.0
+        self._start: float | None = None
+        self._handles = []
+        for module in modules:
+            self._handles.append(module.register_forward_pre_hook(self._pre))
+            self._handles.append(module.register_forward_hook(self._post))
+
+    def _pre(self, *_: Any) -> None:
+        self._start = time.perf_counter()
+
+    def _post(self, *_: Any) -> None:
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def run(
+    loaded: Loaded,
+    task: str,
+    call: dict[str, Any],
+    steps: int,
+    on_step: StepCallback,
+    cancelled: Callable[[], bool],
+    scheduler: str | None,
+) -> tuple[Image.Image, dict[str, float]]:
+    """Run one pipeline call to latents, then decode. `call` holds the pipeline's own arguments.
+
+    `steps` is how many denoising steps actually run; for image-to-image at strength s diffusers
+    runs int(num_inference_steps * s) of them, so num_inference_steps is scaled up to match.
+    """
+    pipe = pipeline_for(loaded, task)
+    if scheduler:
+        pipe.scheduler = make_scheduler(pipe, scheduler)
+    strength = call.get("strength")
+    num_steps = steps
+    if strength is not None and strength < 1.0:
+        num_steps = max(steps, math.ceil(steps / strength - 1e-6))
+    generator = torch.Generator(device="cpu").manual_seed(call.pop("seed"))
+    if loaded.preset.eta is not None and scheduler == "tcd":
+        call.setdefault("eta", loaded.preset.eta)
+
+    def on_step_end(p: Any, index: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if cancelled():
+            p._interrupt = True
+        else:
+            # Multistep schedulers (PNDM's warm-up) may run more iterations than asked for.
+            on_step(index + 1, getattr(p, "_num_timesteps", None) or steps, tensors.get("latents"))
+        return tensors
+
+    encoders = [m for m in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)) if m is not None]
+    encoders.append(pipe.vae.encoder)
+    timer = _StageTimer(encoders)
+    started = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            output = pipe(
+                num_inference_steps=num_steps,
+                generator=generator,
+                output_type="latent",
+                callback_on_step_end=on_step_end,
+                **call,
+            )
+    finally:
+        timer.close()
+    total = time.perf_counter() - started
+    if cancelled():
+        raise Cancelled()
+    latents = output.images
+    decode_start = time.perf_counter()
+    with torch.inference_mode():
+        image = decode(pipe, latents)
+    return image, {
+        "encode": timer.seconds,
+        "denoise": total - timer.seconds,
+        "decode": time.perf_counter() - decode_start,
+    }
+
+
+def decode(pipe: Any, latents: torch.Tensor) -> Image.Image:
+    vae = pipe.vae
+    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        latents = latents.to(vae.dtype)
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        latents = latents / vae.config.scaling_factor + shift
+        pixels = vae.decode(latents, return_dict=False)[0]
+    finally:
+        if upcast:
+            vae.to(torch.float16)
+    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+
+
+def preview(loaded: Loaded, latents: torch.Tensor | None) -> Image.Image | None:
+    if latents is None:
+        return None
+    return latents_to_preview(latents, loaded.family)

@@ -1,0 +1,281 @@
+"""Turns a Job into a Result: picks the model and backend, resolves defaults, composites.
+
+The engine belongs to one thread (the worker's); it is not thread-safe by itself. It keeps loaded
+models in a small LRU cache bounded by count and by memory, and records in every Result the exact
+job that ran, with the defaults it filled in, so the recipe reproduces the image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from typing import Any, Callable
+
+from PIL import Image
+
+from inference import compositing
+from inference.backends import diffusers_backend as backend
+from inference.device import dtype_name, pick_device, pick_dtype
+from inference.jobs import (
+    BadInput,
+    Cancelled,
+    Edit,
+    Generate,
+    Inpaint,
+    Job,
+    JobError,
+    ModelRef,
+    Outpaint,
+    OutOfMemory,
+    Progress,
+    Vary,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Progress], None]
+CancelCheck = Callable[[], bool]
+
+
+def _available_memory(device: str) -> int | None:
+    try:
+        if device.startswith("cuda"):
+            import torch
+
+            free, _total = torch.cuda.mem_get_info()
+            return int(free)
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # no way to ask: fall back to the count limit alone
+        return None
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+class Engine:
+    def __init__(self, max_models: int = 2, memory_fraction: float = 0.7):
+        self.max_models = max_models
+        self.memory_fraction = memory_fraction
+        self._cache: OrderedDict[tuple, backend.Loaded] = OrderedDict()
+
+    # -- model cache ----------------------------------------------------------------------
+
+    @staticmethod
+    def _key(ref: ModelRef, device: str, dtype: str) -> tuple:
+        return (ref.source, ref.config, ref.preset, ref.loras, device, dtype)
+
+    def loaded_models(self) -> list[backend.Loaded]:
+        return list(self._cache.values())
+
+    def model(self, ref: ModelRef, device: str | None = None, dtype: str | None = None) -> tuple[backend.Loaded, bool]:
+        """The loaded model for `ref`, and whether it was loaded just now."""
+        device = pick_device(device)
+        dtype_key = dtype_name(pick_dtype(device, dtype))
+        key = self._key(ref, device, dtype_key)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key], False
+        while len(self._cache) >= self.max_models:
+            self._evict_oldest()
+        loaded = backend.load(ref, device, dtype_key)
+        self._cache[key] = loaded
+        self._fit_memory(device)
+        return loaded, True
+
+    def _fit_memory(self, device: str) -> None:
+        """Drop least recently used models while free memory is below what the others would need."""
+        while len(self._cache) > 1:
+            available = _available_memory(device)
+            if available is None:
+                return
+            newest = next(reversed(self._cache.values()))
+            # Keep room for activations of one more job the size of the newest model's weights.
+            if available > newest.nbytes * (1 - self.memory_fraction):
+                return
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        _key, loaded = self._cache.popitem(last=False)
+        log.info("unloading %s", loaded.ref.source)
+        self._release(loaded)
+
+    @staticmethod
+    def _release(loaded: backend.Loaded) -> None:
+        loaded.derived.clear()
+        loaded.pipe = None
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass
+
+    def unload(self, source: str | None = None) -> int:
+        """Unload one model (by source) or all; returns how many were unloaded."""
+        keys = [k for k in self._cache if source is None or k[0] == source]
+        for key in keys:
+            self._release(self._cache.pop(key))
+        return len(keys)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(
+        self, job_id: int, job: Job, on_progress: ProgressCallback, cancelled: CancelCheck
+    ) -> tuple[Image.Image, Job, dict[str, float], dict[str, Any]]:
+        """Run `job`; returns (image, resolved job, timings, model info). Raises JobError."""
+        try:
+            return self._run(job_id, job, on_progress, cancelled)
+        except JobError:
+            raise
+        except Exception as exc:
+            if _is_oom(exc):
+                self.unload()
+                raise OutOfMemory(
+                    "Not enough memory for this job. Try a smaller size, fewer steps, or another device.",
+                    repr(exc),
+                ) from exc
+            raise
+
+    def _run(self, job_id, job, on_progress, cancelled):
+        started = time.perf_counter()
+        if cancelled():
+            raise Cancelled()
+        loaded, fresh = self.model(job.model, job.device, job.dtype)
+        load_seconds = loaded.load_seconds if fresh else 0.0
+        if cancelled():
+            raise Cancelled()
+
+        preset = loaded.preset
+        steps = job.steps or preset.steps
+        guidance = preset.guidance if job.guidance is None else job.guidance
+        scheduler = job.scheduler or preset.scheduler
+        denoise_start = [time.perf_counter()]
+
+        def on_step(step: int, total: int, latents: Any) -> None:
+            on_progress(Progress(job_id, step, total, time.perf_counter() - denoise_start[0], backend.preview(loaded, latents)))
+
+        common = {"prompt": job.prompt, "negative_prompt": job.negative_prompt or None, "guidance_scale": guidance,
+                  "seed": job.seed}
+        resolved: dict[str, Any] = {
+            "steps": steps,
+            "guidance": guidance,
+            "scheduler": scheduler or type(loaded.pipe.scheduler).__name__,
+            "device": loaded.device,
+            "dtype": dtype_name(loaded.dtype),
+            "model": ModelRef(job.model.source, job.model.loras, job.model.config, job.model.preset, loaded.sha256),
+        }
+
+        def call(task: str, **kwargs: Any) -> tuple[Image.Image, dict[str, float]]:
+            denoise_start[0] = time.perf_counter()
+            return backend.run(loaded, task, {**common, **kwargs}, steps, on_step, cancelled, job.scheduler or preset.scheduler)
+
+        composite_seconds = 0.0
+        if isinstance(job, Generate):
+            width, height = job.width or loaded.native, job.height or loaded.native
+            run_w, run_h = _round_up(width, 8), _round_up(height, 8)
+            if loaded.in_channels == 9:
+                grey = Image.new("RGB", (run_w, run_h), (127, 127, 127))
+                white = Image.new("L", (run_w, run_h), 255)
+                image, timings = call("inpaint", image=grey, mask_image=white, width=run_w, height=run_h, strength=1.0)
+            else:
+                image, timings = call("text2img", width=run_w, height=run_h)
+            image = _center_crop(image, width, height)
+            resolved.update(width=width, height=height)
+        elif isinstance(job, Vary):
+            source = _rgb(job.image)
+            run_w, run_h = compositing.model_size(source.width, source.height, loaded.native)
+            width, height = job.width or source.width, job.height or source.height
+            model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
+            if loaded.in_channels == 9:
+                white = Image.new("L", (run_w, run_h), 255)
+                image, timings = call("inpaint", image=model_input, mask_image=white, width=run_w, height=run_h,
+                                      strength=job.strength)
+            else:
+                image, timings = call("img2img", image=model_input, strength=job.strength)
+            image = _resize(image, width, height)
+            resolved.update(width=width, height=height)
+        elif isinstance(job, Edit):
+            source = _rgb(job.image)
+            run_w, run_h = compositing.model_size(source.width, source.height, loaded.native)
+            width, height = job.width or source.width, job.height or source.height
+            model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
+            image, timings = call("edit", image=model_input, image_guidance_scale=job.image_guidance)
+            image = _resize(image, width, height)
+            resolved.update(width=width, height=height)
+        elif isinstance(job, (Inpaint, Outpaint)):
+            if isinstance(job, Outpaint):
+                source, mask = compositing.extend_canvas(_rgb(job.image), job.left, job.top, job.right, job.bottom)
+                source_for_paste = source
+            else:
+                source, mask = _rgb(job.image), job.mask.convert("L")
+                source_for_paste = job.image if job.image.mode in ("RGB", "RGBA") else source
+            options = job.mask_options
+            t0 = time.perf_counter()
+            alpha = compositing.prepare_mask(mask, options.grow, options.feather)
+            bbox = compositing.mask_bbox(alpha)
+            if bbox is None:
+                raise BadInput("The mask is empty: paint over the part of the image to fill, then try again.")
+            if options.crop_padding is None:
+                box = (0, 0, source.width, source.height)
+            else:
+                box = compositing.crop_region(source.size, bbox, options.crop_padding, loaded.native)
+            run_w, run_h = compositing.model_size(box[2] - box[0], box[3] - box[1], loaded.native)
+            crop = source.crop(box).resize((run_w, run_h), Image.Resampling.LANCZOS)
+            # The model regenerates everything the feathered alpha touches; the blend hides the edge.
+            model_mask = alpha.crop(box).point(lambda v: 255 if v > 0 else 0).resize((run_w, run_h), Image.Resampling.NEAREST)
+            composite_seconds += time.perf_counter() - t0
+            image, timings = call("inpaint", image=crop, mask_image=model_mask, width=run_w, height=run_h,
+                                  strength=getattr(job, "strength", 1.0))
+            t0 = time.perf_counter()
+            image = compositing.paste_back(source_for_paste, image, box, alpha, match=options.match_colors)
+            composite_seconds += time.perf_counter() - t0
+            resolved.update(width=image.width, height=image.height)
+        else:
+            raise BadInput(f"Unknown job kind {type(job).__name__}.")
+
+        timings = {"load": load_seconds, **timings}
+        if composite_seconds:
+            timings["composite"] = composite_seconds
+        timings["total"] = time.perf_counter() - started
+        return image, job.replace(**resolved), timings, loaded.info()
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite transparency over mid grey, which the model reads as neutral.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (127, 127, 127, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _center_crop(image: Image.Image, width: int, height: int) -> Image.Image:
+    if image.size == (width, height):
+        return image
+    left = (image.width - width) // 2
+    top = (image.height - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def _resize(image: Image.Image, width: int, height: int) -> Image.Image:
+    return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)

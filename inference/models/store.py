@@ -1,0 +1,169 @@
+"""Where models live on this computer, and what a model reference points at.
+
+A model is found, in order, as: the built-in model; a path (a diffusers folder or one checkpoint
+file); a name inside Quickbrush's own models folder; a Hugging Face repo id in the local Hub
+cache. Nothing here downloads; the diffusers backend does that only when the network is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from inference.jobs import BadInput, ModelMissing
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+BUILTIN = "builtin"
+
+
+def models_dir() -> Path:
+    """Quickbrush's own models folder; QUICKBRUSH_MODELS overrides it (tests, portable installs)."""
+    override = os.environ.get("QUICKBRUSH_MODELS")
+    return Path(override) if override else Path(user_data_dir("quickbrush", appauthor=False)) / "models"
+
+
+def builtin_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "assets" / "builtin"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    source: str  # what goes into ModelRef.source
+    where: str  # "builtin" | "folder" | "file" | "hub-cache"
+    task: str  # "text2img" | "inpaint" | "edit" | "lora" | "unknown"
+    pipeline: str = ""
+
+
+@dataclass(frozen=True)
+class Located:
+    """A resolved model source."""
+
+    kind: str  # "builtin" | "folder" | "file" | "repo"
+    path: str  # a filesystem path, or a repo id for "repo"
+
+
+def looks_like_repo_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
+
+
+def locate(source: str) -> Located:
+    """What `source` refers to, or ModelMissing with a message that says what was looked for."""
+    if not source:
+        raise ModelMissing("No model chosen.")
+    if source == BUILTIN:
+        if not (builtin_dir() / "model_index.json").exists():
+            raise ModelMissing(
+                "The built-in model is not installed in this copy of Quickbrush.",
+                f"Looked in {builtin_dir()}. Choose a model with --model, or put one in {models_dir()}.",
+            )
+        return Located("folder", str(builtin_dir()))
+    path = Path(source).expanduser()
+    if not path.exists() and not path.is_absolute() and (models_dir() / source).exists():
+        path = models_dir() / source
+    if path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise ModelMissing(
+                f"{path.name} is not a diffusers model folder.",
+                f"{path} has no model_index.json. Point to the folder that contains model_index.json, "
+                "or to a single .safetensors checkpoint file.",
+            )
+        return Located("folder", str(path))
+    if path.is_file():
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise BadInput(f"{path.name} is not a model checkpoint (expected .safetensors or .ckpt).")
+        return Located("file", str(path))
+    if looks_like_repo_id(source):
+        return Located("repo", source)
+    raise ModelMissing(f"Model not found: {source}", f"No such file or folder, and not in {models_dir()}.")
+
+
+def _task_from_index(index: dict) -> str:
+    name = index.get("_class_name", "")
+    if "Pix2Pix" in name:
+        return "edit"
+    if "Inpaint" in name:
+        return "inpaint"
+    return "text2img"
+
+
+def _folder_info(path: Path, where: str, name: str | None = None) -> ModelInfo | None:
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    source = str(path) if where != "hub-cache" else (name or path.name)
+    return ModelInfo(name or path.name, source, where, _task_from_index(index), index.get("_class_name", ""))
+
+
+def _file_info(path: Path) -> ModelInfo:
+    task = "unknown"
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                keys = list(handle.keys())
+                first_conv = "model.diffusion_model.input_blocks.0.0.weight"
+                if any("lora" in key for key in keys[:200]):
+                    task = "lora"
+                elif first_conv in keys:
+                    channels = handle.get_slice(first_conv).get_shape()[1]
+                    task = {9: "inpaint", 8: "edit"}.get(channels, "text2img")
+        except Exception:  # an unreadable file is listed, and fails with a clear error when used
+            task = "unknown"
+    return ModelInfo(path.stem, str(path), "file", task)
+
+
+def list_models(include_hub_cache: bool = True) -> list[ModelInfo]:
+    """Every model usable offline: built-in, Quickbrush's models folder, and the Hub cache."""
+    found: list[ModelInfo] = []
+    if (builtin_dir() / "model_index.json").exists():
+        info = _folder_info(builtin_dir(), "builtin", BUILTIN)
+        if info:
+            found.append(info)
+    root = models_dir()
+    if root.is_dir():
+        for entry in sorted(root.iterdir()):
+            if entry.is_dir() and (entry / "model_index.json").exists():
+                info = _folder_info(entry, "folder")
+                if info:
+                    found.append(info)
+            elif entry.is_file() and entry.suffix.lower() in CHECKPOINT_SUFFIXES:
+                found.append(_file_info(entry))
+    if include_hub_cache:
+        found.extend(_hub_cache_models())
+    return found
+
+
+def _hub_cache_models() -> list[ModelInfo]:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cache = scan_cache_dir()
+    except Exception:  # no cache folder yet, or an unreadable one: nothing to list
+        return []
+    found = []
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+            if (Path(revision.snapshot_path) / "model_index.json").exists():
+                info = _folder_info(Path(revision.snapshot_path), "hub-cache", repo.repo_id)
+                if info:
+                    found.append(info)
+                break
+    return found
+
+
+def default_model() -> str:
+    """The model a job uses when none is named: built-in if present, else the first installed."""
+    for info in list_models():
+        if info.task in ("text2img", "inpaint"):
+            return info.source
+    return BUILTIN
