@@ -8,3 +8,64 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+# --------------------------------------------------------------------------------------
+# Tiny random-weight diffusion models (see tests/tiny_models.py), built once per session
+# into pytest's temporary folders and loaded back by tests through the real loading code.
+# Heavy modules (torch, diffusers) are imported inside the fixtures, so collection stays fast.
+
+import pytest  # noqa: E402
+
+
+def _tiny_models():
+    import importlib
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module("tiny_models")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """Folder of a tiny StableDiffusionPipeline (text2img); native size 64 x 64 px."""
+    return _tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd"), kind="text2img")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_inpaint(tmp_path_factory):
+    """Folder of a tiny StableDiffusionInpaintPipeline (9-channel UNet); native 64 x 64 px."""
+    return _tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd_inpaint"), kind="inpaint")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_pix2pix(tmp_path_factory):
+    """Folder of a tiny StableDiffusionInstructPix2PixPipeline (8-channel UNet); 64 x 64 px."""
+    return _tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd_pix2pix"), kind="pix2pix")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory):
+    """Folder of a tiny StableDiffusionXLPipeline; native size 64 x 64 px."""
+    return _tiny_models().build_sdxl(tmp_path_factory.mktemp("tiny_sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_single_file(tiny_sd, tmp_path_factory):
+    """One original-format (LDM) .safetensors of the `tiny_sd` weights.
+
+    Load with ``StableDiffusionPipeline.from_single_file(path, config=str(tiny_sd),
+    local_files_only=True)``: offline, the `tiny_sd` folder must be given as ``config``.
+    """
+    out = tmp_path_factory.mktemp("tiny_sd_single_file") / "tiny_sd.safetensors"
+    return _tiny_models().write_single_file(tiny_sd, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tiny_sd, tmp_path_factory):
+    """A rank-4 LoRA .safetensors (unet + text encoder) for `tiny_sd`; non-zero, so it changes images."""
+    out = tmp_path_factory.mktemp("tiny_lora") / "tiny_lora.safetensors"
+    return _tiny_models().write_lora(tiny_sd, out)
