@@ -125,9 +125,13 @@ def _checkpoint_layout(path: str) -> tuple[str, int]:
             with safe_open(path, framework="pt") as handle:
                 keys = set(handle.keys())
                 if first_conv not in keys:
+                    if any("lora" in key for key in keys):
+                        raise BadInput(
+                            f"{Path(path).name} is a LoRA, not a model: add it under LoRAs (--lora) on top of a model."
+                        )
                     raise BadInput(
                         f"{Path(path).name} is not a Stable Diffusion checkpoint.",
-                        "It has no UNet weights (model.diffusion_model.*). LoRA files go under LoRAs, not Model.",
+                        "It has no UNet weights (model.diffusion_model.*).",
                     )
                 channels = handle.get_slice(first_conv).get_shape()[1]
                 context_key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"

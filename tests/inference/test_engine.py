@@ -1,0 +1,201 @@
+"""Every job kind end to end through the engine, on tiny random-weight diffusers models."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference import compositing
+from inference.engine import Engine
+from inference.jobs import (
+    BadInput,
+    Edit,
+    Generate,
+    Inpaint,
+    LoraRef,
+    MaskOptions,
+    ModelMissing,
+    ModelRef,
+    NetworkUnavailable,
+    Outpaint,
+    Vary,
+)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = Engine(max_models=4)
+    yield e
+    e.unload()
+
+
+def run(engine, job):
+    progress = []
+    image, resolved, timings, info = engine.run(1, job, progress.append, lambda: False)
+    return image, resolved, progress
+
+
+def noise(width, height, seed=0):
+    return Image.fromarray((np.random.RandomState(seed).rand(height, width, 3) * 255).astype("uint8"))
+
+
+def box_mask(size, box):
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return mask
+
+
+def common(model, **kw):
+    return dict(prompt="a red apple", model=ModelRef(str(model)), steps=2, seed=3, scheduler="euler", **kw)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (100, 70), (37, 91), (300, 40)])
+def test_generate_gives_the_asked_size(engine, tiny_sd, size):
+    image, resolved, _ = run(engine, Generate(width=size[0], height=size[1], **common(tiny_sd)))
+    assert image.size == size and image.mode == "RGB"
+    assert (resolved.width, resolved.height) == size
+
+
+def test_generate_defaults_to_the_native_resolution(engine, tiny_sd):
+    image, resolved, _ = run(engine, Generate(**common(tiny_sd)))
+    assert image.size == (64, 64)
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_sd", "tiny_sd_inpaint"])
+def test_inpaint_leaves_pixels_outside_the_mask_bit_identical(engine, request, model_fixture):
+    source = noise(101, 75)
+    mask = box_mask(source.size, (30, 20, 60, 50))
+    options = MaskOptions(grow=4, feather=8)
+    job = Inpaint(image=source, mask=mask, mask_options=options, **common(request.getfixturevalue(model_fixture)))
+    image, _, _ = run(engine, job)
+    assert image.size == source.size
+    alpha = np.asarray(compositing.prepare_mask(mask, options.grow, options.feather))
+    out, src = np.asarray(image), np.asarray(source)
+    assert np.array_equal(out[alpha == 0], src[alpha == 0])
+    assert not np.array_equal(out[alpha == 255], src[alpha == 255]), "the masked area must change"
+
+
+def test_small_mask_on_large_image_runs_on_a_crop_and_pastes_back(engine, tiny_sd_inpaint, monkeypatch):
+    from inference.backends import diffusers_backend
+
+    seen = {}
+    real_run = diffusers_backend.run
+
+    def spy(loaded, task, call, *args):
+        seen["size"] = call["image"].size
+        return real_run(loaded, task, call, *args)
+
+    monkeypatch.setattr(diffusers_backend, "run", spy)
+    source = noise(1203, 797)
+    mask = box_mask(source.size, (900, 600, 930, 640))
+    job = Inpaint(image=source, mask=mask, mask_options=MaskOptions(crop_padding=16), **common(tiny_sd_inpaint))
+    image, _, _ = run(engine, job)
+    assert image.size == source.size
+    w, h = seen["size"]
+    assert w * h <= 2 * 64 * 64, "the model must run near its native resolution, not on the whole photo"
+    alpha = np.asarray(compositing.prepare_mask(mask, 4, 8))
+    assert np.array_equal(np.asarray(image)[alpha == 0], np.asarray(source)[alpha == 0])
+
+
+def test_inpaint_keeps_transparency_of_rgba_images(engine, tiny_sd_inpaint):
+    source = noise(64, 48).convert("RGBA")
+    source.putalpha(box_mask(source.size, (0, 0, 32, 48)))
+    image, _, _ = run(engine, Inpaint(image=source, mask=box_mask(source.size, (40, 10, 60, 30)), **common(tiny_sd_inpaint)))
+    assert image.mode == "RGBA"
+    assert np.array_equal(np.asarray(image)[..., 3], np.asarray(source)[..., 3])
+
+
+def test_empty_mask_is_a_clear_error(engine, tiny_sd_inpaint):
+    source = noise(64, 64)
+    with pytest.raises(BadInput, match="mask is empty"):
+        run(engine, Inpaint(image=source, mask=Image.new("L", source.size, 0), **common(tiny_sd_inpaint)))
+
+
+def test_outpaint_extends_the_canvas_and_keeps_the_original(engine, tiny_sd_inpaint):
+    source = noise(50, 40)
+    job = Outpaint(image=source, left=10, right=22, top=0, bottom=6, **common(tiny_sd_inpaint))
+    image, _, _ = run(engine, job)
+    assert image.size == (82, 46)
+    _, mask = compositing.extend_canvas(source, 10, 0, 22, 6)
+    alpha = np.asarray(compositing.prepare_mask(mask, job.mask_options.grow, job.mask_options.feather))
+    canvas = np.zeros((46, 82, 3), np.uint8)
+    canvas[0:40, 10:60] = np.asarray(source)
+    assert np.array_equal(np.asarray(image)[alpha == 0], canvas[alpha == 0])
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_sd", "tiny_sd_inpaint"])
+def test_vary_returns_the_input_size(engine, request, model_fixture):
+    source = noise(90, 50)
+    image, _, progress = run(engine, Vary(image=source, strength=0.5, **common(request.getfixturevalue(model_fixture))))
+    assert image.size == (90, 50)
+    # Strength scales the schedule so the asked number of steps still runs.
+    assert [p.step for p in progress] == [1, 2]
+
+
+def test_edit_with_an_instruct_pix2pix_model(engine, tiny_sd_pix2pix):
+    source = noise(70, 70)
+    image, resolved, progress = run(engine, Edit(image=source, image_guidance=1.5, **common(tiny_sd_pix2pix)))
+    assert image.size == (70, 70)
+    assert len(progress) == 2
+
+
+def test_edit_on_a_plain_model_explains_what_is_needed(engine, tiny_sd):
+    with pytest.raises(BadInput, match="InstructPix2Pix"):
+        run(engine, Edit(image=noise(64, 64), **common(tiny_sd)))
+
+
+def test_pix2pix_model_refuses_generate_clearly(engine, tiny_sd_pix2pix):
+    with pytest.raises(BadInput, match="only does instruction edits"):
+        run(engine, Generate(**common(tiny_sd_pix2pix)))
+
+
+def test_single_file_checkpoint_loads_and_matches_the_folder(engine, tiny_sd, tiny_sd_single_file):
+    folder_image, _, _ = run(engine, Generate(**common(tiny_sd)))
+    ref = ModelRef(str(tiny_sd_single_file), config=str(tiny_sd))
+    file_image, resolved, _ = run(engine, Generate(**{**common(tiny_sd), "model": ref}))
+    assert np.array_equal(np.asarray(folder_image), np.asarray(file_image))
+    assert resolved.model.sha256 and resolved.model.config == str(tiny_sd)
+
+
+def test_lora_changes_the_result_and_scale_zero_does_not(engine, tiny_sd, tiny_lora):
+    base, _, _ = run(engine, Generate(**common(tiny_sd)))
+    with_lora = ModelRef(str(tiny_sd), loras=(LoraRef(str(tiny_lora), 1.0),))
+    lora_image, resolved, _ = run(engine, Generate(**{**common(tiny_sd), "model": with_lora}))
+    assert not np.array_equal(np.asarray(base), np.asarray(lora_image))
+    assert resolved.model.loras == (LoraRef(str(tiny_lora), 1.0),)
+
+
+def test_sdxl_generates_at_its_native_size(engine, tiny_sdxl):
+    image, resolved, _ = run(engine, Generate(**common(tiny_sdxl)))
+    loaded, _ = engine.model(ModelRef(str(tiny_sdxl)))
+    assert loaded.family == "sdxl"
+    assert image.size == (loaded.native, loaded.native)
+
+
+def test_preset_gives_few_step_defaults_to_a_renamed_turbo_model(engine, tiny_sd):
+    job = Generate(prompt="x", model=ModelRef(str(tiny_sd), preset="sd-turbo"), seed=1)
+    _, resolved, progress = run(engine, job)
+    assert (resolved.steps, resolved.guidance, resolved.scheduler) == (1, 0.0, "euler_trailing")
+    assert len(progress) == 1
+
+
+def test_folder_without_model_index_is_a_clear_error(engine, tmp_path):
+    (tmp_path / "unet").mkdir()
+    with pytest.raises(ModelMissing, match="not a diffusers model folder"):
+        run(engine, Generate(prompt="x", model=ModelRef(str(tmp_path))))
+
+
+def test_uncached_hub_model_while_offline_says_so(engine):
+    with pytest.raises(NetworkUnavailable, match="no network|offline"):
+        run(engine, Generate(prompt="x", model=ModelRef("quickbrush-tests/does-not-exist")))
+
+
+def test_damaged_checkpoint_file_is_a_clear_error(engine, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(BadInput, match="damaged|incomplete|could not be read"):
+        run(engine, Generate(prompt="x", model=ModelRef(str(bad))))
+
+
+def test_lora_file_given_as_model_is_explained(engine, tiny_lora):
+    with pytest.raises(BadInput, match="LoRA"):
+        run(engine, Generate(prompt="x", model=ModelRef(str(tiny_lora))))
