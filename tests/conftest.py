@@ -8,6 +8,11 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+# Never read or write the user's own models folder; tests that need one set it themselves.
+if "QUICKBRUSH_MODELS" not in os.environ:
+    import tempfile
+
+    os.environ["QUICKBRUSH_MODELS"] = tempfile.mkdtemp(prefix="quickbrush-test-models-")
 
 
 # --------------------------------------------------------------------------------------
@@ -16,6 +21,22 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 # Heavy modules (torch, diffusers) are imported inside the fixtures, so collection stays fast.
 
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where CUDA is present; everything else is the default run."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 def _tiny_models():

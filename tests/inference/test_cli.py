@@ -1,0 +1,170 @@
+"""quickbrush-cli as a user runs it: PNGs with recipes, and one-line errors for bad input."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference.cli import main
+from inference.metadata import read_recipe
+
+
+def cli(capsys, *args):
+    code = main(["-q", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 1
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("quickbrush-cli: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), lines[0]
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray((np.random.RandomState(1).rand(72, 88, 3) * 255).astype("uint8")).save(path)
+    return path
+
+
+@pytest.fixture
+def mask(tmp_path):
+    path = tmp_path / "mask.png"
+    m = Image.new("L", (88, 72), 0)
+    m.paste(255, (20, 20, 50, 40))
+    m.save(path)
+    return path
+
+
+def test_generate_writes_a_png_with_its_recipe(capsys, tmp_path, tiny_sd):
+    out = tmp_path / "apple.png"
+    code, stdout, err = cli(capsys, "generate", "red apple", "--model", tiny_sd, "--steps", 2, "--seed", 42, "-o", out)
+    assert code == 0, err
+    assert str(out) in stdout
+    recipe = read_recipe(out)
+    assert recipe["job"]["kind"] == "generate" and recipe["job"]["seed"] == 42 and recipe["job"]["steps"] == 2
+    with Image.open(out) as image:
+        assert image.size == (64, 64)
+        assert "Steps: 2" in image.info["parameters"] and "Seed: 42" in image.info["parameters"]
+
+
+def test_inpaint_and_rerun_reproduce_the_same_pixels(capsys, tmp_path, tiny_sd_inpaint, photo, mask):
+    first = tmp_path / "first.png"
+    code, _, err = cli(capsys, "inpaint", photo, mask, "a red apple", "-m", tiny_sd_inpaint, "--steps", 2, "-o", first)
+    assert code == 0, err
+    recipe = read_recipe(first)
+    assert recipe["job"]["kind"] == "inpaint" and recipe["inputs"]["mask"] == str(mask)
+    again = tmp_path / "again.png"
+    code, _, err = cli(capsys, "rerun", first, "-o", again)
+    assert code == 0, err
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+
+
+def test_edit_writes_a_png(capsys, tmp_path, tiny_sd_pix2pix, photo):
+    out = tmp_path / "edit.png"
+    code, _, err = cli(capsys, "edit", photo, "make it snowy", "-m", tiny_sd_pix2pix, "--steps", 2, "-o", out)
+    assert code == 0, err
+    assert read_recipe(out)["job"]["image_guidance"] == 1.5
+    assert Image.open(out).size == (88, 72)
+
+
+def test_vary_and_outpaint(capsys, tmp_path, tiny_sd, tiny_sd_inpaint, photo):
+    code, _, err = cli(capsys, "vary", photo, "x", "-m", tiny_sd, "--steps", 2, "-s", 0.5, "-o", tmp_path / "v.png")
+    assert code == 0, err
+    code, _, err = cli(capsys, "outpaint", photo, "x", "-m", tiny_sd_inpaint, "--steps", 2, "--right", 24,
+                       "-o", tmp_path / "o.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "o.png").size == (112, 72)
+
+
+def test_rerun_of_an_image_recipe_without_its_input_asks_for_it(capsys, tmp_path, tiny_sd, photo):
+    out = tmp_path / "v.png"
+    assert cli(capsys, "vary", photo, "x", "-m", tiny_sd, "--steps", 2, "-o", out)[0] == 0
+    photo.unlink()
+    code, _, err = cli(capsys, "rerun", out)
+    assert_one_line_error(code, err, "--image")
+
+
+def test_models_lists_installed_models(capsys, tmp_path, tiny_sd, tiny_lora, monkeypatch):
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copytree(tiny_sd, store / "tiny-sd")
+    shutil.copy(tiny_lora, store / "tiny-lora.safetensors")
+    monkeypatch.setenv("QUICKBRUSH_MODELS", str(store))
+    code, out, _ = cli(capsys, "models", "--no-hub-cache")
+    assert code == 0
+    assert "tiny-sd" in out and "text2img" in out
+    assert "tiny-lora" in out and "lora" in out
+
+
+def test_generate_without_model_uses_an_installed_one(capsys, tmp_path, tiny_sd, monkeypatch):
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copytree(tiny_sd, store / "tiny-sd")
+    monkeypatch.setenv("QUICKBRUSH_MODELS", str(store))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "generate", "red apple", "--steps", 1, "--seed", 5)
+    assert code == 0, err
+    assert (tmp_path / "quickbrush-generate-5.png").exists()
+
+
+def test_missing_model(capsys, tmp_path):
+    code, _, err = cli(capsys, "generate", "x", "-m", tmp_path / "no-such-model")
+    assert_one_line_error(code, err, "not found")
+
+
+def test_no_network_and_no_cached_model(capsys):
+    code, _, err = cli(capsys, "generate", "x", "-m", "someone/not-downloaded")
+    assert_one_line_error(code, err, "not downloaded", "someone/not-downloaded")
+
+
+def test_corrupt_image(capsys, tmp_path, tiny_sd, photo):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(photo.read_bytes()[:200])
+    code, _, err = cli(capsys, "vary", broken, "x", "-m", tiny_sd)
+    assert_one_line_error(code, err, "broken.png", "damaged")
+
+
+def test_not_an_image(capsys, tmp_path, tiny_sd):
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    code, _, err = cli(capsys, "vary", text, "x", "-m", tiny_sd)
+    assert_one_line_error(code, err, "notes.png")
+
+
+def test_missing_image(capsys, tmp_path, tiny_sd):
+    code, _, err = cli(capsys, "edit", tmp_path / "gone.png", "x", "-m", tiny_sd)
+    assert_one_line_error(code, err, "gone.png", "does not exist")
+
+
+def test_mask_of_another_size(capsys, tmp_path, tiny_sd_inpaint, photo):
+    small = tmp_path / "small-mask.png"
+    Image.new("L", (10, 10), 255).save(small)
+    code, _, err = cli(capsys, "inpaint", photo, small, "x", "-m", tiny_sd_inpaint)
+    assert_one_line_error(code, err, "10x10", "88x72")
+
+
+def test_unwritable_output_is_one_line(capsys, tmp_path, tiny_sd):
+    code, _, err = cli(capsys, "generate", "x", "-m", tiny_sd, "--steps", 1, "-o", tmp_path / "no" / "dir" / "x.png")
+    assert_one_line_error(code, err, "x.png")
+
+
+def test_real_process_prints_progress_and_no_traceback(tmp_path, tiny_sd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    ok = subprocess.run([sys.executable, "-m", "inference.cli", "generate", "apple", "-m", str(tiny_sd), "--steps", "3",
+                         "-o", str(tmp_path / "a.png")], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert "3/3" in ok.stderr, "a progress bar on stderr"
+    bad = subprocess.run([sys.executable, "-m", "inference.cli", "generate", "apple", "-m", str(tmp_path / "nope")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("quickbrush-cli: error:")
