@@ -25,18 +25,16 @@ import pytest  # noqa: E402
 
 def pytest_collection_modifyitems(config, items):
     """`gpu` tests run only where CUDA is present; everything else is the default run."""
-    try:
-        import torch
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    import torch
 
-        has_cuda = torch.cuda.is_available()
-    except ImportError:
-        has_cuda = False
-    if has_cuda:
+    if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 def _tiny_models():
