@@ -18,6 +18,7 @@ from PIL import Image
 from inference import compositing
 from inference.backends import diffusers_backend as backend
 from inference.device import dtype_name, pick_device, pick_dtype
+from inference.models.store import estimate_bytes
 from inference.jobs import (
     BadInput,
     Cancelled,
@@ -67,9 +68,11 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 class Engine:
-    def __init__(self, max_models: int = 2, memory_fraction: float = 0.7):
+    def __init__(self, max_models: int = 2, reserve_bytes: int = 1 << 30):
+        """`max_models` bounds the cache by count; `reserve_bytes` is the free memory kept for
+        activations when a model is loaded beside others (older models are unloaded to keep it)."""
         self.max_models = max_models
-        self.memory_fraction = memory_fraction
+        self.reserve_bytes = reserve_bytes
         self._cache: OrderedDict[tuple, backend.Loaded] = OrderedDict()
 
     # -- model cache ----------------------------------------------------------------------
@@ -91,20 +94,16 @@ class Engine:
             return self._cache[key], False
         while len(self._cache) >= self.max_models:
             self._evict_oldest()
+        self._make_room(estimate_bytes(ref) + self.reserve_bytes, device)
         loaded = backend.load(ref, device, dtype_key)
         self._cache[key] = loaded
-        self._fit_memory(device)
         return loaded, True
 
-    def _fit_memory(self, device: str) -> None:
-        """Drop least recently used models while free memory is below what the others would need."""
-        while len(self._cache) > 1:
+    def _make_room(self, needed: int, device: str) -> None:
+        """Unload least recently used models until `needed` bytes are free (or none is left)."""
+        while self._cache:
             available = _available_memory(device)
-            if available is None:
-                return
-            newest = next(reversed(self._cache.values()))
-            # Keep room for activations of one more job the size of the newest model's weights.
-            if available > newest.nbytes * (1 - self.memory_fraction):
+            if available is None or available >= needed:
                 return
             self._evict_oldest()
 
@@ -177,7 +176,7 @@ class Engine:
         resolved: dict[str, Any] = {
             "steps": steps,
             "guidance": guidance,
-            "scheduler": scheduler or type(loaded.pipe.scheduler).__name__,
+            "scheduler": scheduler or loaded.scheduler_class,
             "device": loaded.device,
             "dtype": dtype_name(loaded.dtype),
             "model": ModelRef(job.model.source, job.model.loras, job.model.config, job.model.preset, loaded.sha256),
@@ -185,7 +184,7 @@ class Engine:
 
         def call(task: str, **kwargs: Any) -> tuple[Image.Image, dict[str, float]]:
             denoise_start[0] = time.perf_counter()
-            return backend.run(loaded, task, {**common, **kwargs}, steps, on_step, cancelled, job.scheduler or preset.scheduler)
+            return backend.run(loaded, task, {**common, **kwargs}, steps, on_step, cancelled, scheduler)
 
         composite_seconds = 0.0
         if isinstance(job, Generate):

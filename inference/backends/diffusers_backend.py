@@ -44,6 +44,8 @@ class Loaded:
     nbytes: int
     sha256: str | None
     load_seconds: float
+    scheduler_class: str = ""
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -238,6 +240,7 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
         ref=ref, pipe=pipe, family=family, in_channels=in_channels, native=native, preset=preset,
         device=device, dtype=torch_dtype, nbytes=nbytes, sha256=sha,
         load_seconds=time.perf_counter() - started,
+        scheduler_class=type(pipe.scheduler).__name__, scheduler_config=dict(pipe.scheduler.config),
     )
     return loaded
 
@@ -290,14 +293,24 @@ def _load_loras(pipe: Any, ref: ModelRef) -> None:
 # --------------------------------------------------------------------------- running
 
 
-def make_scheduler(pipe: Any, name: str) -> Any:
+def make_scheduler(loaded: Loaded, name: str | None) -> Any:
+    """A fresh scheduler for one run, always built from the model's own shipped config.
+
+    Fresh, because schedulers keep per-run state; from the original config, because a previous
+    run's overrides (trailing spacing, say) must not leak into the next.
+    """
     import diffusers
 
-    try:
+    original = loaded.scheduler_class, loaded.scheduler_config
+    if not name or name == original[0]:
+        return getattr(diffusers, original[0]).from_config(original[1])
+    if name in SCHEDULERS:
         class_name, overrides = SCHEDULERS[name]
-    except KeyError:
-        raise BadInput(f"Unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}.") from None
-    return getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
+    elif name.endswith("Scheduler") and hasattr(diffusers, name):
+        class_name, overrides = name, {}
+    else:
+        raise BadInput(f"Unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}.")
+    return getattr(diffusers, class_name).from_config(original[1], **overrides)
 
 
 def pipeline_for(loaded: Loaded, task: str) -> Any:
@@ -368,8 +381,7 @@ def run(
     runs int(num_inference_steps * s) of them, so num_inference_steps is scaled up to match.
     """
     pipe = pipeline_for(loaded, task)
-    if scheduler:
-        pipe.scheduler = make_scheduler(pipe, scheduler)
+    pipe.scheduler = make_scheduler(loaded, scheduler)
     strength = call.get("strength")
     num_steps = steps
     if strength is not None and strength < 1.0:

@@ -78,9 +78,10 @@ def match_preset(names: Iterable[str], explicit: str | None = None) -> Preset:
                 return preset
         raise KeyError(f"Unknown preset {explicit!r}; known: {', '.join(p.name for p in PRESETS)}")
     names = [n.lower() for n in names if n]
-    for preset in PRESETS:
-        if any(re.search(pattern, name) for pattern in preset.patterns for name in names):
-            return preset
+    for name in names:
+        for preset in PRESETS:
+            if any(re.search(pattern, name) for pattern in preset.patterns):
+                return preset
     return DEFAULT_PRESET
 
 

@@ -167,3 +167,29 @@ def default_model() -> str:
         if info.task in ("text2img", "inpaint"):
             return info.source
     return BUILTIN
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
+
+
+def estimate_bytes(ref) -> int:
+    """Roughly the memory a model takes once loaded: the size of its weight files (0 if unknown).
+
+    Over-counts folders holding several precisions of the same weights, which errs on the side of
+    unloading an older model rather than running out of memory.
+    """
+    sources = [ref.source] + [lora.source for lora in ref.loras]
+    total = 0
+    for source in sources:
+        try:
+            located = locate(source) if source == ref.source else Located("file", source)
+        except Exception:  # loading will explain what is wrong with it
+            continue
+        path = Path(located.path)
+        if located.kind == "repo":
+            continue
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.is_dir():
+            total += sum(f.stat().st_size for f in path.rglob("*") if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    return total

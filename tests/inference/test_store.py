@@ -1,0 +1,131 @@
+"""Finding models on disk: folders, single files, Quickbrush's models folder and the Hub cache."""
+
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from inference.engine import Engine
+from inference.jobs import BadInput, Generate, ModelMissing, ModelRef
+from inference.models import store
+
+
+def fake_hub_cache(cache, repo_id, folder):
+    """Lay `folder` out as huggingface_hub caches a download: blobs, a snapshot of links, refs/main."""
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo_dir / "snapshots" / commit
+    (repo_dir / "blobs").mkdir(parents=True)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    for file in folder.rglob("*"):
+        if file.is_file():
+            data = file.read_bytes()
+            blob = repo_dir / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            link = snapshot / file.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.relpath(blob, link.parent), link)
+    return snapshot
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch, tiny_sd):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    fake_hub_cache(cache, "quickbrush-tests/tiny-sd-turbo", tiny_sd)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_locate_kinds(tmp_path, tiny_sd, tiny_sd_single_file):
+    assert store.locate(str(tiny_sd)).kind == "folder"
+    assert store.locate(str(tiny_sd_single_file)).kind == "file"
+    assert store.locate("org/name").kind == "repo"
+    with pytest.raises(ModelMissing, match="not found"):
+        store.locate(str(tmp_path / "missing"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(BadInput, match="not a model checkpoint"):
+        store.locate(str(tmp_path / "notes.txt"))
+    with pytest.raises(ModelMissing, match="No model"):
+        store.locate("")
+
+
+def test_builtin_missing_says_where_it_looked(monkeypatch, tmp_path):
+    monkeypatch.setattr(store, "builtin_dir", lambda: tmp_path / "builtin")
+    with pytest.raises(ModelMissing, match="built-in model is not installed"):
+        store.locate("builtin")
+
+
+def test_names_resolve_inside_the_models_folder(tmp_path, monkeypatch, tiny_sd):
+    monkeypatch.setenv("QUICKBRUSH_MODELS", str(tmp_path))
+    shutil.copytree(tiny_sd, tmp_path / "my-model")
+    located = store.locate("my-model")
+    assert located.kind == "folder" and located.path == str(tmp_path / "my-model")
+
+
+def test_list_models_reads_the_hub_cache(hub_cache):
+    infos = {m.name: m for m in store.list_models()}
+    info = infos["quickbrush-tests/tiny-sd-turbo"]
+    assert info.where == "hub-cache" and info.task == "text2img" and info.source == "quickbrush-tests/tiny-sd-turbo"
+
+
+def test_repo_id_loads_offline_from_the_hub_cache_with_its_preset(hub_cache):
+    engine = Engine()
+    try:
+        job = Generate(prompt="apple", model=ModelRef("quickbrush-tests/tiny-sd-turbo"), seed=1)
+        image, resolved, _, info = engine.run(1, job, lambda p: None, lambda: False)
+        assert image.size == (64, 64)
+        # The repo name says turbo: one step, no guidance, trailing Euler.
+        assert (resolved.steps, resolved.guidance, resolved.scheduler) == (1, 0.0, "euler_trailing")
+        assert info["preset"] == "sd-turbo"
+    finally:
+        engine.unload()
+
+
+def test_estimate_bytes_counts_weights_and_loras(tiny_sd, tiny_lora):
+    base = store.estimate_bytes(ModelRef(str(tiny_sd)))
+    weights = sum(f.stat().st_size for f in tiny_sd.rglob("*.safetensors"))
+    assert base == weights > 0
+    with_lora = store.estimate_bytes(ModelRef(str(tiny_sd), loras=(store_lora(tiny_lora),)))
+    assert with_lora == base + tiny_lora.stat().st_size
+
+
+def store_lora(path):
+    from inference.jobs import LoraRef
+
+    return LoraRef(str(path))
+
+
+def test_low_memory_unloads_older_models_before_loading(tiny_sd, tiny_sd_inpaint, monkeypatch):
+    from inference import engine as engine_module
+
+    engine = Engine(max_models=4, reserve_bytes=0)
+    try:
+        engine.model(ModelRef(str(tiny_sd)))
+        free = {"bytes": 10**12}
+        monkeypatch.setattr(engine_module, "_available_memory", lambda device: free["bytes"])
+        engine.model(ModelRef(str(tiny_sd_inpaint)))
+        assert len(engine.loaded_models()) == 2, "plenty of memory: both stay"
+        free["bytes"] = 1
+        engine.model(ModelRef(str(tiny_sd_inpaint), preset="sd-turbo"))
+        assert [m.ref.preset for m in engine.loaded_models()] == ["sd-turbo"], "no memory: older ones go"
+    finally:
+        engine.unload()
+
+
+def test_scheduler_overrides_do_not_leak_between_runs(tiny_sd):
+    engine = Engine()
+    try:
+        def run(**kw):
+            job = Generate(prompt="apple", model=ModelRef(str(tiny_sd)), steps=2, seed=4, **kw)
+            return np.asarray(engine.run(1, job, lambda p: None, lambda: False)[0])
+
+        plain = run(scheduler="euler")
+        run(scheduler="euler_trailing")
+        assert np.array_equal(run(scheduler="euler"), plain)
+    finally:
+        engine.unload()
