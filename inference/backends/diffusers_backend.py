@@ -210,6 +210,13 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
     except JobError:
         raise
     except Exception as exc:
+        if _is_network_error(exc) and located.kind == "file":
+            raise NetworkUnavailable(
+                f"{Path(located.path).name} needs its model family's config files, which are not downloaded yet, "
+                "and there is no network connection.",
+                "Connect once so they can be cached, or give a diffusers folder or repo id of the same family "
+                f"as the config (--config).\n{exc}",
+            ) from exc
         if _is_network_error(exc):
             raise NetworkUnavailable(
                 f"{ref.source} is not downloaded yet, and there is no network connection.",

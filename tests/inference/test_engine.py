@@ -156,6 +156,11 @@ def test_single_file_checkpoint_loads_and_matches_the_folder(engine, tiny_sd, ti
     assert resolved.model.sha256 and resolved.model.config == str(tiny_sd)
 
 
+def test_single_file_without_config_offline_explains_what_is_missing(engine, tiny_sd_single_file):
+    with pytest.raises(NetworkUnavailable, match="config files"):
+        run(engine, Generate(prompt="x", model=ModelRef(str(tiny_sd_single_file))))
+
+
 def test_lora_changes_the_result_and_scale_zero_does_not(engine, tiny_sd, tiny_lora):
     base, _, _ = run(engine, Generate(**common(tiny_sd)))
     with_lora = ModelRef(str(tiny_sd), loras=(LoraRef(str(tiny_lora), 1.0),))
