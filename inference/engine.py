@@ -198,25 +198,20 @@ class Engine:
                 image, timings = call("text2img", width=run_w, height=run_h)
             image = _center_crop(image, width, height)
             resolved.update(width=width, height=height)
-        elif isinstance(job, Vary):
+        elif isinstance(job, (Vary, Edit)):
+            # Whole-image kinds run at the model's resolution and come back at the asked size.
             source = _rgb(job.image)
             run_w, run_h = compositing.model_size(source.width, source.height, loaded.native)
             width, height = job.width or source.width, job.height or source.height
             model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
-            if loaded.in_channels == 9:
+            if isinstance(job, Edit):
+                image, timings = call("edit", image=model_input, image_guidance_scale=job.image_guidance)
+            elif loaded.in_channels == 9:
                 white = Image.new("L", (run_w, run_h), 255)
                 image, timings = call("inpaint", image=model_input, mask_image=white, width=run_w, height=run_h,
                                       strength=job.strength)
             else:
                 image, timings = call("img2img", image=model_input, strength=job.strength)
-            image = _resize(image, width, height)
-            resolved.update(width=width, height=height)
-        elif isinstance(job, Edit):
-            source = _rgb(job.image)
-            run_w, run_h = compositing.model_size(source.width, source.height, loaded.native)
-            width, height = job.width or source.width, job.height or source.height
-            model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
-            image, timings = call("edit", image=model_input, image_guidance_scale=job.image_guidance)
             image = _resize(image, width, height)
             resolved.update(width=width, height=height)
         elif isinstance(job, (Inpaint, Outpaint)):
