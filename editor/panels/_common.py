@@ -1,0 +1,94 @@
+"""Small helpers the panels share: two-way setting bindings, icons, section labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtGui import QFont, QIcon, QPalette
+from PySide6.QtWidgets import QLabel, QWidget
+
+from editor.settings import Settings
+
+ICONS = Path(__file__).resolve().parents[2] / "assets" / "icons"
+
+
+def icon(name: str) -> QIcon:
+    """An SVG icon from assets/icons (an empty icon when the file is missing)."""
+    path = ICONS / f"{name}.svg"
+    return QIcon(str(path)) if path.exists() else QIcon()
+
+
+class SettingBinding(QObject):
+    """Keeps one widget and one setting equal, both ways, without feedback loops.
+
+    `apply(value)` shows the setting's value in the widget; `read(*signal_args)` turns what the
+    widget's `signal` carries into the setting's value (None: leave the setting alone). While
+    the widget is being updated from the setting, the widget's own signal is ignored, and
+    Settings only emits on real change, so neither side can ping-pong the other.
+
+    The binding is a child QObject of the widget and its slots are its own methods, so Qt drops
+    the connection to the (longer-lived) Settings when the widget goes away.
+    """
+
+    def __init__(self, settings: Settings, name: str, widget: QWidget, signal: Any,
+                 apply: Callable[[Any], None], read: Callable[..., Any] | None = None):
+        super().__init__(widget)
+        self.settings = settings
+        self.name = name
+        self._apply = apply
+        self._read = read
+        self._updating = False
+        getattr(settings, f"{name}_changed").connect(self._from_settings)
+        signal.connect(self._from_widget)
+        self._from_settings(settings.get(name))
+
+    def _from_settings(self, value: Any) -> None:
+        self._updating = True
+        try:
+            self._apply(value)
+        finally:
+            self._updating = False
+
+    def _from_widget(self, *args: Any) -> None:
+        if self._updating:
+            return
+        value = self._read(*args) if self._read is not None else args[0]
+        if value is not None:
+            self.settings.set(self.name, value)
+
+    @property
+    def updating(self) -> bool:
+        """True while the widget is being set from the setting (not by the designer)."""
+        return self._updating
+
+
+def section_label(text: str) -> QLabel:
+    """A small bold caption above a group of fields."""
+    label = QLabel(text)
+    font = QFont(label.font())
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+class HintLabel(QLabel):
+    """Dim, wrapping helper text that follows palette (theme) changes."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None, wrap: bool = True):
+        super().__init__(text, parent)
+        self.setWordWrap(wrap)
+        self._dim()
+
+    def _dim(self) -> None:
+        palette = self.palette()
+        colour = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText)
+        if palette.color(QPalette.ColorRole.WindowText) != colour:
+            palette.setColor(QPalette.ColorRole.WindowText, colour)
+            self.setPalette(palette)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._dim()

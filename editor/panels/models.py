@@ -1,0 +1,282 @@
+"""The Model panel: which installed model and which device, bound to settings.model/device.
+
+The model list comes from `inference.models.store.list_models()`; "Browse…" picks a diffusers
+folder (by its model_index.json) or a single checkpoint file through `choose_model_path`, a
+module-level function tests replace. Which devices exist is asked of PyTorch, whose import takes
+seconds: it is asked only once torch is already loaded (the job bridge imports it on its own
+thread at start), or when the designer opens the device list, or when `refresh_devices(True)`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from editor.panels._common import HintLabel, SettingBinding
+from editor.settings import Settings
+from inference.jobs import ModelRef
+from inference.models import store
+from inference.models.store import ModelInfo
+
+BROWSE = "\x00browse"  # item data of the "Browse…" entry
+
+TASK_LABELS = {
+    "text2img": "text to image",
+    "inpaint": "inpainting",
+    "edit": "instruction edit",
+    "lora": "LoRA, not a model",
+    "unknown": "unknown kind",
+}
+DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (NVIDIA GPU)", "mps": "MPS (Apple GPU)"}
+
+
+def choose_model_path(parent: QWidget | None = None) -> str | None:
+    """Ask for a model: a .safetensors/.ckpt checkpoint, or a diffusers folder's model_index.json
+    (which stands for its folder). None when the designer cancels. Tests replace this function."""
+    path, _filter = QFileDialog.getOpenFileName(
+        parent, "Choose a model", str(store.models_dir()),
+        "Models (*.safetensors *.ckpt model_index.json);;Checkpoints (*.safetensors *.ckpt);;"
+        "Diffusers folders (model_index.json)")
+    if not path:
+        return None
+    chosen = Path(path)
+    return str(chosen.parent) if chosen.name == "model_index.json" else str(chosen)
+
+
+def available_devices() -> list[str]:
+    """Devices PyTorch can run on here, "cpu" first. Imports torch (slow the first time)."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def _default_source(models: list[ModelInfo]) -> str:
+    """What store.default_model() would say, from an already scanned list."""
+    for info in models:
+        if info.task in ("text2img", "inpaint"):
+            return info.source
+    return store.BUILTIN
+
+
+class _DeviceCombo(QComboBox):
+    """Asks for the real device list just before it first opens."""
+
+    about_to_show = Signal()
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt's name
+        self.about_to_show.emit()
+        super().showPopup()
+
+
+class ModelPanel(QWidget):
+    """Model and device choice. `model_ref()` is what the next job runs on."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("ModelPanel")
+        self.settings = settings
+        self._models: list[ModelInfo] = []
+        self._devices: list[str] | None = None  # None: not asked yet
+        self._build()
+        self.refresh()
+        self._device_binding = SettingBinding(settings, "device", self.device_combo,
+                                              self.device_combo.currentIndexChanged, self._show_device,
+                                              lambda i: self.device_combo.itemData(i))
+        self._model_binding = SettingBinding(settings, "model", self.model_combo, self.model_combo.activated,
+                                             self._show_model, self._model_chosen)
+        if "torch" in sys.modules:  # already paid for: ask now
+            self.refresh_devices(probe=True)
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 10, 10, 10)
+        layout.setSpacing(8)
+        form = QFormLayout()
+        form.setHorizontalSpacing(12)
+        form.setVerticalSpacing(6)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+        self.model_combo = QComboBox()
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(14)
+        self.refresh_button = QToolButton()
+        self.refresh_button.setText("Rescan")
+        self.refresh_button.setToolTip(f"Look for models again in {store.models_dir()}")
+        model_row = QHBoxLayout()
+        model_row.setSpacing(6)
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.refresh_button)
+        form.addRow("Model", model_row)
+
+        self.source_label = HintLabel(wrap=False)
+        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.source_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        form.addRow("", self.source_label)
+
+        self.device_combo = _DeviceCombo()
+        self.device_combo.setToolTip("Where the model runs. Auto picks a GPU when there is one.")
+        form.addRow("Device", self.device_combo)
+        layout.addLayout(form)
+
+        self.status_label = HintLabel("Not loaded yet: the first job loads it.")
+        layout.addWidget(self.status_label)
+        layout.addStretch(1)
+
+        self.refresh_button.clicked.connect(self.refresh)
+        self.device_combo.about_to_show.connect(lambda: self.refresh_devices(probe=self._devices is None))
+
+    # ------------------------------------------------------------------ models
+
+    def refresh(self) -> None:
+        """Scan the installed models again and list them."""
+        self._models = store.list_models()
+        self._fill_models()
+
+    def models(self) -> list[ModelInfo]:
+        return list(self._models)
+
+    def _fill_models(self) -> None:
+        combo = self.model_combo
+        combo.blockSignals(True)
+        try:
+            combo.clear()
+            for info in self._models:
+                combo.addItem(f"{info.name} — {TASK_LABELS.get(info.task, info.task)}", info.source)
+                index = combo.count() - 1
+                combo.setItemData(index, f"{info.source}\n{info.pipeline or info.where}", Qt.ItemDataRole.ToolTipRole)
+                if info.task == "lora":  # a LoRA file in the models folder cannot run on its own
+                    item = combo.model().item(index)
+                    item.setEnabled(False)
+            current = self.settings.model
+            if current and combo.findData(current) < 0:
+                path = Path(current)
+                combo.addItem(f"{path.name or current} — chosen file", current)
+                combo.setItemData(combo.count() - 1, current, Qt.ItemDataRole.ToolTipRole)
+            if combo.count() == 0:
+                combo.addItem("Built-in (not installed)", store.BUILTIN)
+            combo.insertSeparator(combo.count())
+            combo.addItem("Browse…", BROWSE)
+            combo.setItemData(combo.count() - 1, "A diffusers folder (pick its model_index.json) or a "
+                              ".safetensors / .ckpt checkpoint", Qt.ItemDataRole.ToolTipRole)
+        finally:
+            combo.blockSignals(False)
+        self._show_model(self.settings.model)
+
+    def effective_model(self) -> str:
+        """The model source jobs use: the chosen one, or the default (built-in or first installed)."""
+        return self.settings.model or (_default_source(self._models) if self._models else store.default_model())
+
+    def _show_model(self, source: str) -> None:
+        combo = self.model_combo
+        effective = source or (_default_source(self._models) if self._models else store.BUILTIN)
+        index = combo.findData(effective)
+        if index < 0 and source:
+            self._fill_models()  # a browsed path: list it (this calls back with it listed)
+            return
+        combo.blockSignals(True)
+        combo.setCurrentIndex(max(index, 0))
+        combo.blockSignals(False)
+        info = next((m for m in self._models if m.source == effective), None)
+        self.source_label.setText(self._elide(effective))
+        self.source_label.setToolTip(effective)
+        if info is not None:
+            combo.setToolTip(f"{info.name}: {TASK_LABELS.get(info.task, info.task)}\n{info.source}")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        full = self.source_label.toolTip()
+        if full:
+            self.source_label.setText(self._elide(full))
+
+    def _elide(self, text: str) -> str:
+        width = max(120, self.source_label.width() or 220)
+        return self.source_label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, width)
+
+    def _model_chosen(self, index: int) -> str | None:
+        value = self.model_combo.itemData(index)
+        if value != BROWSE:
+            return value
+        path = choose_model_path(self)
+        if not path:
+            self._show_model(self.settings.model)  # cancelled: show the model in use again
+            return None
+        return path
+
+    def model_ref(self) -> ModelRef:
+        """The model the next job runs on."""
+        return ModelRef(self.effective_model())
+
+    def set_status(self, text: str) -> None:
+        """What the worker says about the model: "Loading…", "Loaded on CUDA in 3.1 s", an error."""
+        self.status_label.setText(text)
+
+    def status(self) -> str:
+        return self.status_label.text()
+
+    # ------------------------------------------------------------------ devices
+
+    def refresh_devices(self, probe: bool = True) -> None:
+        """List the devices; with probe=True ask PyTorch which exist (imports it when needed)."""
+        if probe:
+            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                self._devices = available_devices()
+            except Exception:  # no torch, or a broken one: CPU is always there
+                self._devices = ["cpu"]
+            finally:
+                QGuiApplication.restoreOverrideCursor()
+        self._fill_devices()
+
+    def devices(self) -> list[str]:
+        """The device values listed ("auto" first)."""
+        return [self.device_combo.itemData(i) for i in range(self.device_combo.count())]
+
+    def _fill_devices(self) -> None:
+        combo = self.device_combo
+        wanted = ["auto"] + (self._devices if self._devices is not None else ["cpu"])
+        current = self.settings.device
+        if current not in wanted:  # keep what the settings say, even before asking torch
+            wanted.append(current)
+        if self.devices() == wanted:
+            return
+        binding = getattr(self, "_device_binding", None)
+        combo.blockSignals(True)
+        try:
+            combo.clear()
+            for device in wanted:
+                combo.addItem(DEVICE_LABELS.get(device, device), device)
+        finally:
+            combo.blockSignals(False)
+        if binding is not None:
+            binding._from_settings(current)
+
+    def _show_device(self, device: str) -> None:
+        if self.device_combo.findData(device) < 0:
+            self._fill_devices()
+        index = self.device_combo.findData(device)
+        self.device_combo.setCurrentIndex(max(index, 0))
+
+
+__all__ = ["ModelPanel", "choose_model_path", "available_devices", "TASK_LABELS"]
