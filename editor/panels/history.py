@@ -6,6 +6,8 @@ Newest results are shown first; `entries()` gives them in the order they were ad
 
 A document file keeps the history as `entry_to_dict(entry)` (the exact recipe, JSON-safe) plus
 the result image and thumbnail stored separately; `entry_from_dict(data, image, ...)` rebuilds it.
+For `editor.ora` there is `records()` / `load_records(records)` (entries as save_ora/load_ora
+dicts, which carry the Job itself, so its input images are saved and Re-run works after reopening).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -143,30 +146,70 @@ def entry_to_dict(entry: HistoryEntry) -> dict[str, Any]:
     }
 
 
+def entry_to_record(entry: HistoryEntry) -> dict[str, Any]:
+    """The entry as `editor.ora.save_ora` takes it: like entry_to_dict, but "job" is the Job itself
+    (so its input images are saved too) and "image" the result image."""
+    return {
+        "id": entry.id,
+        "created": entry.created,
+        "box": entry.box,
+        "image": entry.image,
+        "job": entry.job,
+        "timings": dict(entry.result.timings),
+        "model_info": dict(entry.result.model_info),
+    }
+
+
 def entry_from_dict(data: Mapping[str, Any], image: Image.Image | None = None, thumbnail: QImage | None = None,
                     **inputs: Image.Image | None) -> HistoryEntry:
-    """Rebuild an entry from `entry_to_dict` output, the result `image` and optionally its
-    `thumbnail` and the job's input images (`image=` is taken, so pass them as `job_image=`,
-    `job_mask=`). Without the inputs, kinds that need them get grey placeholders of the recorded
-    sizes and `has_inputs` is False."""
-    recipe = dict(data["job"])
-    job_images = {"image": inputs.get("job_image"), "mask": inputs.get("job_mask")}
+    """Rebuild an entry from `entry_to_dict` output or an `editor.ora.load_ora` history record.
+
+    "job" is a recipe dict (job.to_dict()) or a Job; the result image is `image` or data["image"].
+    The job's input images may come as `job_image=` / `job_mask=`. A recipe whose kind needs
+    inputs that are not given gets grey placeholders of the recorded sizes, and `has_inputs`
+    False (re-running it then asks for images).
+    """
+    if image is None and isinstance(data.get("image"), Image.Image):
+        image = data["image"]
     has_inputs = True
-    for name, mode, fill in (("image", "RGB", (127, 127, 127)), ("mask", "L", 0)):
-        size = recipe.get(f"{name}_size")
-        if job_images[name] is None and size:
-            job_images[name] = Image.new(mode, (int(size[0]), int(size[1])), fill)
-            has_inputs = False
-    job = Job.from_dict(recipe, **job_images)
-    result = Result(int(data.get("job_id", 0)), job, image=image, timings=dict(data.get("timings") or {}),
+    if isinstance(data["job"], Job):
+        job = data["job"]
+        if inputs.get("job_image") is not None or inputs.get("job_mask") is not None:
+            job = job.replace(**{k: v for k, v in (("image", inputs.get("job_image")),
+                                                   ("mask", inputs.get("job_mask"))) if v is not None})
+    else:
+        recipe = dict(data["job"])
+        job_images = {"image": inputs.get("job_image"), "mask": inputs.get("job_mask")}
+        for name, mode, fill in (("image", "RGB", (127, 127, 127)), ("mask", "L", 0)):
+            size = recipe.get(f"{name}_size")
+            if job_images[name] is None and size:
+                job_images[name] = Image.new(mode, (int(size[0]), int(size[1])), fill)
+                has_inputs = False
+        job = Job.from_dict(recipe, **job_images)
+    result = Result(int(data.get("job_id") or 0), job, image=image, timings=dict(data.get("timings") or {}),
                     model_info=dict(data.get("model_info") or {}))
     if thumbnail is None or thumbnail.isNull():
         thumbnail = make_thumbnail(image) if image is not None else QImage()
     box = data.get("box")
-    entry_id = int(data.get("id") or next(_entry_ids))
+    try:
+        entry_id = int(data.get("id"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        entry_id = next(_entry_ids)
     _bump_ids(entry_id)
     return HistoryEntry(result, tuple(int(v) for v in box) if box is not None else None, thumbnail,
-                        float(data.get("created") or time.time()), entry_id, has_inputs)
+                        _timestamp(data.get("created")), entry_id, has_inputs)
+
+
+def _timestamp(value: Any) -> float:
+    """Seconds since the epoch from a number or ISO text (what a file may hold); now if neither."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            pass
+    return time.time()
 
 
 def _bump_ids(used: int) -> None:
@@ -489,6 +532,15 @@ class HistoryPanel(QWidget):
         """Every entry, oldest first (the order they were added)."""
         return self.model.entries()
 
+    def records(self) -> list[dict[str, Any]]:
+        """The history as `editor.ora.save_ora(path, document, history=...)` takes it."""
+        return [entry_to_record(entry) for entry in self.entries()]
+
+    def load_records(self, records: Sequence[Mapping[str, Any]]) -> list[HistoryEntry]:
+        """Replace the history with `records` (from `editor.ora.load_ora` or `entry_to_dict`), oldest first."""
+        self.clear()
+        return [self.add_entry(entry_from_dict(record)) for record in records]
+
     def current(self) -> HistoryEntry | None:
         index = self.view.currentIndex()
         if not index.isValid() or not self.view.selectionModel().isSelected(index):
@@ -585,5 +637,5 @@ class HistoryPanel(QWidget):
         menu.popup(self.view.viewport().mapToGlobal(pos))
 
 
-__all__ = ["HistoryPanel", "HistoryEntry", "HistoryModel", "entry_to_dict", "entry_from_dict", "make_thumbnail",
-           "RECIPE_MIME"]
+__all__ = ["HistoryPanel", "HistoryEntry", "HistoryModel", "entry_to_dict", "entry_to_record", "entry_from_dict",
+           "make_thumbnail", "RECIPE_MIME"]

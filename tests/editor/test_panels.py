@@ -352,6 +352,26 @@ def test_history_entries_round_trip_through_dicts(history):
     assert fresh.id > back.id
 
 
+def test_history_saves_and_loads_with_the_document(history, qtbot, tmp_path, doc):
+    from editor.ora import load_ora, save_ora
+
+    inpaint = make_result(kind=Inpaint, image=Image.new("RGB", (64, 48), (9, 9, 9)),
+                          mask=Image.new("L", (64, 48), 255), size=(64, 48))
+    first = history.add_result(inpaint, box=(0, 0, 64, 48))
+    second = history.add_result(make_result(seed=99, job_id=2))
+    save_ora(tmp_path / "doc.ora", doc, history=history.records())
+    _doc, records = load_ora(tmp_path / "doc.ora")
+    other = HistoryPanel()
+    qtbot.addWidget(other)
+    loaded = other.load_records(records)
+    assert [e.id for e in loaded] == [first.id, second.id]
+    assert [e.job for e in loaded] == [first.job, second.job] and loaded[0].box == (0, 0, 64, 48)
+    assert loaded[0].has_inputs and loaded[0].job_with_new_seed().image.getpixel((0, 0)) == (9, 9, 9)
+    assert np.array_equal(np.asarray(loaded[1].image), np.asarray(second.image))
+    assert not loaded[1].thumbnail.isNull() and loaded[0].created == pytest.approx(first.created)
+    _doc.deleteLater()
+
+
 # --------------------------------------------------------------------------- layers panel
 
 
