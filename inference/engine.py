@@ -167,9 +167,12 @@ class Engine:
         guidance = preset.guidance if job.guidance is None else job.guidance
         scheduler = job.scheduler or preset.scheduler
         denoise_start = [time.perf_counter()]
+        preview_box: list[tuple[int, int, int, int] | None] = [None]
 
         def on_step(step: int, total: int, latents: Any) -> None:
-            on_progress(Progress(job_id, step, total, time.perf_counter() - denoise_start[0], backend.preview(loaded, latents)))
+            preview = backend.preview(loaded, latents)
+            elapsed = time.perf_counter() - denoise_start[0]
+            on_progress(Progress(job_id, step, total, elapsed, preview, box=preview_box[0]))
 
         common = {"prompt": job.prompt, "negative_prompt": job.negative_prompt or None, "guidance_scale": guidance,
                   "seed": job.seed}
@@ -236,6 +239,7 @@ class Engine:
             # The model regenerates everything the feathered alpha touches; the blend hides the edge.
             model_mask = alpha.crop(box).point(lambda v: 255 if v > 0 else 0).resize((run_w, run_h), Image.Resampling.NEAREST)
             composite_seconds += time.perf_counter() - t0
+            preview_box[0] = tuple(box)
             image, timings = call("inpaint", image=crop, mask_image=model_mask, width=run_w, height=run_h,
                                   strength=getattr(job, "strength", 1.0))
             t0 = time.perf_counter()

@@ -320,6 +320,9 @@ class Progress:
     elapsed: float
     preview: Image.Image | None = field(default=None, compare=False, repr=False)
     stage: str = "denoise"
+    # Where the preview lies in the result image (left, top, right, bottom); None: all of it.
+    # Inpainting previews only the crop around the mask that the model works on.
+    box: tuple[int, int, int, int] | None = None
 
     @property
     def eta(self) -> float | None:

@@ -88,8 +88,10 @@ def test_small_mask_on_large_image_runs_on_a_crop_and_pastes_back(engine, tiny_s
     source = noise(1203, 797)
     mask = box_mask(source.size, (900, 600, 930, 640))
     job = Inpaint(image=source, mask=mask, mask_options=MaskOptions(crop_padding=16), **common(tiny_sd_inpaint))
-    image, _, _ = run(engine, job)
+    image, _, progress = run(engine, job)
     assert image.size == source.size
+    left, top, right, bottom = progress[-1].box
+    assert left <= 900 and top <= 600 and right >= 930 and bottom >= 640, "the preview covers the crop"
     w, h = seen["size"]
     assert w * h <= 2 * 64 * 64, "the model must run near its native resolution, not on the whole photo"
     alpha = np.asarray(compositing.prepare_mask(mask, 4, 8))
