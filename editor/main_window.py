@@ -1,0 +1,674 @@
+"""The main window: menus, toolbar, docks and status bar; wires the parts, owns little logic.
+
+Everything that changes the document goes through its undo stack (the panels and canvas call the
+Document's command methods); everything that runs a model goes through the JobBridge. Dialogs go
+through the module-level `ask_*` functions so tests can replace them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PySide6.QtCore import QByteArray, QRect, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from editor.banner import ErrorBanner
+from editor.canvas import CanvasView, ToolState
+from editor.document import Document
+from editor.jobs import JobBridge
+from editor.panels.history import HistoryPanel
+from editor.panels.layers import LayersPanel
+from editor.panels.models import ModelPanel
+from editor.panels.prompt import PromptPanel
+from editor.settings import Settings
+from editor.theme import icon
+from inference.jobs import BadInput, JobError, Progress, Result
+
+log = logging.getLogger(__name__)
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;OpenRaster (*.ora)"
+OPEN_FILTER = "Images and documents (*.ora *.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
+OPENABLE = {".ora", ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+EXPORT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+Box = tuple[int, int, int, int]
+
+
+# --------------------------------------------------------------------------- dialogs (patchable)
+
+
+def ask_open_path(parent: QWidget) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Open", "", OPEN_FILTER)
+    return path or None
+
+
+def ask_save_path(parent: QWidget, suggested: str) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, "Save document", suggested, "OpenRaster (*.ora)")
+    return path or None
+
+
+def ask_export_path(parent: QWidget, suggested: str) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, "Export image", suggested, "PNG (*.png);;JPEG (*.jpg);;WebP (*.webp)")
+    return path or None
+
+
+def ask_new_size(parent: QWidget, default: tuple[int, int]) -> tuple[int, int] | None:
+    text, ok = QInputDialog.getText(parent, "New image", "Size (width x height):", text=f"{default[0]}x{default[1]}")
+    if not ok:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise BadInput(f"“{text}” is not a size; write it like 1024x768.") from None
+    if not (1 <= width <= 16384 and 1 <= height <= 16384):
+        raise BadInput("Width and height must be between 1 and 16384 pixels.")
+    return width, height
+
+
+def ask_pixels(parent: QWidget, title: str, label: str, default: int, minimum: int = -500) -> int | None:
+    value, ok = QInputDialog.getInt(parent, title, label, default, minimum, 500)
+    return value if ok else None
+
+
+def confirm_discard(parent: QWidget, name: str) -> bool:
+    """Ask before unsaved changes are lost; True means go ahead and lose them."""
+    answer = QMessageBox.question(
+        parent, "Unsaved changes", f"{name} has unsaved changes. Discard them?",
+        QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel,
+    )
+    return answer == QMessageBox.StandardButton.Discard
+
+
+ABOUT_TEXT = """<h3>Quickbrush</h3>
+<p>A desktop image editor with a fast diffusion model that runs on your own computer.</p>
+<p>Quickbrush is released under the Apache License 2.0.</p>
+<p>It is built on: Qt for Python (PySide6, LGPL-3.0), PyTorch (BSD-3-Clause), diffusers, transformers,
+huggingface_hub, safetensors and accelerate (Apache-2.0), ONNX Runtime (MIT), Pillow (MIT-CMU),
+NumPy (BSD-3-Clause) and platformdirs (MIT).</p>
+<p>Bundled data and models: none yet. Models you load keep their own licences.</p>"""
+
+
+# --------------------------------------------------------------------------- window
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None, bridge: JobBridge | None = None,
+                 document: Document | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("QuickbrushMainWindow")
+        self.setWindowIcon(icon("app"))
+        self.setAcceptDrops(True)
+        self.settings = settings or Settings()
+        # The bridge first: it freezes import-time objects out of the garbage collector's way.
+        self.bridge = bridge or JobBridge(parent=self)
+        self.document = document or Document.new(768, 512)
+        self._job_boxes: dict[int, Box | None] = {}
+        self._job_started_at: dict[int, float] = {}
+        self._last_applied: Result | None = None
+        self._opened_image: str | None = None
+
+        self.tool_state = ToolState(brush_size=self.settings.brush_size, hardness=self.settings.brush_hardness)
+        self.canvas = CanvasView(self.document, self.tool_state)
+        self.banner = ErrorBanner()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.canvas, 1)
+        self.setCentralWidget(central)
+
+        self.prompt = PromptPanel(self.settings)
+        self.history = HistoryPanel()
+        self.layers = LayersPanel(self.document, self.settings)
+        self.models = ModelPanel(self.settings)
+        self.docks: dict[str, QDockWidget] = {}
+        self._add_dock("prompt", "Prompt", self.prompt, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._add_dock("history", "History", self.history, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._add_dock("layers", "Layers", self.layers, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._add_dock("model", "Model", self.models, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._default_state = self.saveState()
+
+        self._build_status_bar()
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._connect()
+        self._restore_window()
+        self._watch_document(self.document)
+        self._update_title()
+        self._update_size_label()
+
+    # -- construction ------------------------------------------------------------------
+
+    def _add_dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{name}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.docks[name] = dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.worker_label = QLabel("Ready")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(260)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.hide()
+        self.queue_button = QToolButton()
+        self.queue_button.setText("Queue")
+        self.queue_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.queue_button.hide()
+        self.cursor_label = QLabel("")
+        self.zoom_label = QLabel("")
+        self.size_label = QLabel("")
+        for label in (self.cursor_label, self.zoom_label, self.size_label):
+            label.setMinimumWidth(90)
+        bar.addWidget(self.worker_label)
+        bar.addWidget(self.progress_bar)
+        bar.addWidget(self.queue_button)
+        bar.addPermanentWidget(self.cursor_label)
+        bar.addPermanentWidget(self.zoom_label)
+        bar.addPermanentWidget(self.size_label)
+
+    def _action(self, text: str, slot: Any, shortcut: Any = None, icon_name: str | None = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        action.triggered.connect(lambda _checked=False: self._guarded(slot))
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        k = QKeySequence.StandardKey
+        self.actions_ = a = {}
+        a["new"] = self._action("&New…", self.new_document, k.New)
+        a["open"] = self._action("&Open…", self.open_dialog, k.Open, "open")
+        a["save"] = self._action("&Save", self.save, k.Save, "save")
+        a["save_as"] = self._action("Save &As…", self.save_as, k.SaveAs)
+        a["export"] = self._action("&Export…", self.export_dialog, "Ctrl+E")
+        a["quit"] = self._action("&Quit", self.close, k.Quit)
+        a["undo"] = self._action("&Undo", lambda: self._undo(True), k.Undo, "undo")
+        a["redo"] = self._action("&Redo", lambda: self._undo(False), "Ctrl+Shift+Z", "redo")
+        a["copy"] = self._action("&Copy image", self.copy_image, k.Copy)
+        a["paste"] = self._action("&Paste image", self.paste_image, k.Paste)
+        a["clear_mask"] = self._action("C&lear mask", lambda: self.document.clear_mask(), "Ctrl+Shift+D")
+        a["invert_mask"] = self._action("&Invert mask", lambda: self.document.invert_mask(), "Ctrl+I")
+        a["grow_mask"] = self._action("&Grow or shrink mask…", self.grow_mask)
+        a["feather_mask"] = self._action("&Feather mask…", self.feather_mask)
+        a["deselect"] = self._action("&Deselect", lambda: self.document.set_selection(None), "Ctrl+D")
+        a["generate"] = self._action("&Generate", self.generate, "Ctrl+Return", "generate")
+        a["cancel"] = self._action("&Cancel", self.cancel, "Esc", "cancel")
+        a["apply"] = self._action("&Apply result", lambda: self._apply_current(False), "Ctrl+Shift+Return")
+        a["unload"] = self._action("&Unload models", self.bridge.unload_models)
+        a["reset_layout"] = self._action("&Reset layout", lambda: self.restoreState(self._default_state))
+        a["about"] = self._action("&About Quickbrush", self.about)
+        a["cancel"].setEnabled(False)
+
+    def _build_menus(self) -> None:
+        a, c = self.actions_, self.canvas.canvas_actions
+        menu = self.menuBar().addMenu("&File")
+        menu.addActions([a["new"], a["open"]])
+        self.recent_menu = menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        menu.addSeparator()
+        menu.addActions([a["save"], a["save_as"], a["export"]])
+        menu.addSeparator()
+        menu.addAction(a["quit"])
+        menu = self.menuBar().addMenu("&Edit")
+        menu.addActions([a["undo"], a["redo"]])
+        menu.addSeparator()
+        menu.addActions([a["copy"], a["paste"]])
+        menu = self.menuBar().addMenu("&Mask")
+        menu.addActions([c["brush"], c["eraser"], c["swap"], c["smaller"], c["bigger"]])
+        menu.addSeparator()
+        menu.addActions([a["clear_mask"], a["invert_mask"], a["grow_mask"], a["feather_mask"], c["toggle_mask"]])
+        menu.addSeparator()
+        menu.addActions([c["select"], a["deselect"]])
+        menu = self.menuBar().addMenu("&View")
+        menu.addActions([c["zoom_in"], c["zoom_out"], c["fit"], c["actual_size"]])
+        menu.addSeparator()
+        for dock in self.docks.values():
+            menu.addAction(dock.toggleViewAction())
+        menu.addAction(a["reset_layout"])
+        menu = self.menuBar().addMenu("&Generate")
+        menu.addActions([a["generate"], a["cancel"], a["apply"]])
+        menu.addSeparator()
+        menu.addAction(a["unload"])
+        menu = self.menuBar().addMenu("&Help")
+        menu.addAction(a["about"])
+
+    def _build_toolbar(self) -> None:
+        a, c = self.actions_, self.canvas.canvas_actions
+        bar = self.addToolBar("Tools")
+        bar.setObjectName("toolbar_tools")
+        bar.setMovable(False)
+        bar.addActions([a["open"], a["save"]])
+        bar.addSeparator()
+        bar.addActions([a["undo"], a["redo"]])
+        bar.addSeparator()
+        bar.addActions([c["brush"], c["eraser"], c["select"], c["pan"], c["toggle_mask"], c["fit"]])
+        bar.addSeparator()
+        bar.addActions([a["generate"], a["cancel"]])
+
+    def _connect(self) -> None:
+        s = self.settings
+        # Brush and mask display follow the settings both ways.
+        self.tool_state.brush_size_changed.connect(lambda v: s.set("brush_size", v))
+        self.tool_state.hardness_changed.connect(lambda v: s.set("brush_hardness", v))
+        s.bind("mask_opacity", self.canvas.set_mask_opacity)
+        s.bind("mask_color", self.canvas.set_mask_color)
+        self.layers.mask_visibility_changed.connect(self.canvas.set_mask_visible)
+        self.canvas.mask_visible_changed.connect(self.layers.set_mask_visible)
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
+        self.canvas.cursor_moved.connect(self._show_cursor)
+        self.zoom_label.setText(f"{self.canvas.zoom * 100:.0f} %")
+
+        self.prompt.generate_requested.connect(lambda: self._guarded(self.generate))
+        self.prompt.cancel_requested.connect(self.cancel)
+        self.history.preview_requested.connect(self._preview_entry)
+        self.history.preview_cleared.connect(lambda: self.canvas.set_preview(None))
+        self.history.apply_requested.connect(lambda entry, new_layer: self._guarded(self._apply, entry, new_layer))
+        self.history.rerun_requested.connect(lambda entry: self._guarded(self._rerun, entry))
+
+        b = self.bridge
+        b.started.connect(self._on_started)
+        b.progress.connect(self._on_progress)
+        b.finished.connect(self._on_finished)
+        b.queue_changed.connect(self._on_queue_changed)
+        b.busy_changed.connect(self._on_busy_changed)
+
+    def _watch_document(self, document: Document) -> None:
+        document.mask_changed.connect(self._on_mask_changed)
+        document.size_changed.connect(self._update_size_label)
+        document.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
+        document.undo_stack.canUndoChanged.connect(self.actions_["undo"].setEnabled)
+        document.undo_stack.canRedoChanged.connect(self.actions_["redo"].setEnabled)
+        self.actions_["undo"].setEnabled(document.undo_stack.canUndo())
+        self.actions_["redo"].setEnabled(document.undo_stack.canRedo())
+
+    # -- error handling ----------------------------------------------------------------------
+
+    def _guarded(self, slot: Any, *args: Any) -> Any:
+        """Run a user action; a failure becomes the banner, never a crash or a lost document."""
+        try:
+            return slot(*args)
+        except JobError as exc:
+            self.show_error(exc.message, exc.details)
+        except Exception as exc:  # the designer's work must survive any bug in an action
+            log.exception("action failed")
+            import traceback
+
+            self.show_error(f"Something went wrong: {exc}", traceback.format_exc())
+        return None
+
+    def show_error(self, message: str, details: str = "") -> None:
+        log.info("error shown: %s", message)
+        self.banner.show_error(message, details)
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def set_document(self, document: Document, history: list[dict] | None = None) -> None:
+        old = self.document
+        self.document = document
+        self.canvas.set_document(document)
+        self.layers.set_document(document)
+        self.history.load_records(history or [])
+        self.canvas.set_preview(None)
+        self._watch_document(document)
+        self.prompt.on_mask_changed(document.has_mask())
+        self._update_title()
+        self._update_size_label()
+        if old is not None and old is not document:
+            old.deleteLater()
+
+    def _may_discard(self) -> bool:
+        return not self.document.modified or confirm_discard(self, self._document_name())
+
+    def new_document(self) -> None:
+        if not self._may_discard():
+            return
+        size = ask_new_size(self, (self.document.width, self.document.height))
+        if size:
+            self.set_document(Document.new(*size))
+
+    def open_dialog(self) -> None:
+        path = ask_open_path(self)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> bool:
+        """Open an image or .ora; on failure the current document stays as it was."""
+        from editor.ora import load_ora
+        from inference.images import open_image
+
+        if not self._may_discard():
+            return False
+        try:
+            if Path(path).suffix.lower() == ".ora":
+                document, history = load_ora(path)
+            else:
+                image = open_image(path)
+                document, history = Document.from_image(image, name=Path(path).stem), []
+                document.path = None
+                self._opened_image = path
+        except JobError as exc:
+            self.show_error(exc.message, exc.details)
+            return False
+        self.set_document(document, history)
+        self.settings.add_recent_file(str(Path(path).resolve()))
+        self.canvas.fit()
+        log.info("opened %s (%dx%d)", path, document.width, document.height)
+        return True
+
+    def save(self) -> bool:
+        path = self.document.path
+        if not path or not str(path).lower().endswith(".ora"):
+            return self.save_as()
+        return self._save_to(path)
+
+    def save_as(self) -> bool:
+        suggested = str(Path(self.document.path or self._opened_image or "Untitled").with_suffix(".ora"))
+        path = ask_save_path(self, suggested)
+        if not path:
+            return False
+        if not path.lower().endswith(".ora"):
+            path += ".ora"
+        return self._save_to(path)
+
+    def _save_to(self, path: str) -> bool:
+        from editor.ora import save_ora
+
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            save_ora(path, self.document, self.history.records())
+        except JobError as exc:
+            self.show_error(exc.message, exc.details)
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.settings.add_recent_file(str(Path(path).resolve()))
+        self.statusBar().showMessage(f"Saved {Path(path).name}", 4000)
+        self._update_title()
+        log.info("saved %s", path)
+        return True
+
+    def export_dialog(self) -> None:
+        base = Path(self.document.path or self._opened_image or "Untitled")
+        path = ask_export_path(self, str(base.with_name(base.stem + "-export.png")))
+        if path:
+            self.export(path)
+
+    def export(self, path: str) -> None:
+        """PNG (with the recipe of the last applied result), JPEG or WebP of the visible image."""
+        from inference.metadata import save_png
+
+        suffix = Path(path).suffix.lower()
+        if suffix not in EXPORT_FORMATS:
+            raise BadInput(f"Export as PNG, JPEG or WebP (not {suffix or 'no extension'}).")
+        image = self.document.composite()
+        if suffix == ".png":
+            if self._last_applied is not None:
+                save_png(path, image, self._last_applied.job, timings=dict(self._last_applied.timings),
+                         model_info=dict(self._last_applied.model_info))
+            else:
+                _atomic_pil_save(image, path, "PNG")
+        else:
+            if image.mode == "RGBA":
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image).convert("RGB")
+            _atomic_pil_save(image, path, EXPORT_FORMATS[suffix], quality=95)
+        self.statusBar().showMessage(f"Exported {Path(path).name}", 4000)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_files:
+            action = self.recent_menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.triggered.connect(lambda _c=False, p=path: self._guarded(self.open_path, p))
+        if not self.settings.recent_files:
+            self.recent_menu.addAction("No recent files").setEnabled(False)
+
+    # -- edit ---------------------------------------------------------------------------------
+
+    def _undo(self, undo: bool) -> None:
+        if self.tool_state.painting:
+            return  # finish the stroke first; undoing under the brush would tear it in two
+        (self.document.undo_stack.undo if undo else self.document.undo_stack.redo)()
+
+    def copy_image(self) -> None:
+        image = self.document.composite("RGBA")
+        qimage = QImage(image.tobytes(), image.width, image.height, 4 * image.width, QImage.Format.Format_RGBA8888)
+        QApplication.clipboard().setImage(qimage.copy())
+
+    def paste_image(self) -> None:
+        qimage = QApplication.clipboard().image()
+        if qimage.isNull():
+            raise BadInput("The clipboard holds no image.")
+        qimage = qimage.convertToFormat(QImage.Format.Format_RGBA8888)
+        data = bytes(qimage.constBits())[: qimage.sizeInBytes()]
+        stride = qimage.bytesPerLine()
+        image = Image.frombuffer("RGBA", (qimage.width(), qimage.height()), data, "raw", "RGBA", stride, 1).copy()
+        self.document.apply_result(image, (0, 0), as_new_layer=True, name="Pasted")
+
+    def grow_mask(self) -> None:
+        pixels = ask_pixels(self, "Grow or shrink mask", "Pixels (negative shrinks):", 8)
+        if pixels:
+            self.document.grow_mask(pixels)
+
+    def feather_mask(self) -> None:
+        pixels = ask_pixels(self, "Feather mask", "Pixels:", 8, minimum=1)
+        if pixels:
+            self.document.feather_mask(pixels)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def generate(self) -> None:
+        jobs, box = self.prompt.build_request(self.document, self.models.model_ref())
+        for job in jobs:
+            job_id = self.bridge.submit(job)
+            self._job_boxes[job_id] = box
+        log.info("queued %d %s job(s)", len(jobs), jobs[0].kind if jobs else "")
+
+    def cancel(self) -> None:
+        self.bridge.cancel_running()
+
+    def _rerun(self, entry: Any) -> None:
+        job = entry.job_with_new_seed()
+        self._job_boxes[self.bridge.submit(job)] = entry.box
+
+    def _on_started(self, job_id: int, job: Any) -> None:
+        self._job_started_at[job_id] = time.monotonic()
+        self.worker_label.setText(f"{job.kind.capitalize()}: loading model…")
+        self.models.set_status(f"Running {job.kind}")
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.show()
+
+    def _on_progress(self, update: Progress) -> None:
+        self.progress_bar.setRange(0, update.total)
+        self.progress_bar.setValue(update.step)
+        eta = update.eta
+        left = f" · {eta:.1f} s left" if eta is not None and update.step < update.total else ""
+        self.progress_bar.setFormat(f"Step %v/%m{left}")
+        self.worker_label.setText("Generating")
+        if update.preview is not None:
+            self.canvas.set_preview(update.preview, _preview_box(self._job_boxes.get(update.job_id), update.box,
+                                                                 self.document))
+
+    def _on_finished(self, result: Result) -> None:
+        box = self._job_boxes.pop(result.job_id, None)
+        self._job_started_at.pop(result.job_id, None)
+        self.progress_bar.hide()
+        if result.ok:
+            total = result.timings.get("total", 0.0)
+            self.worker_label.setText(f"Done in {total:.1f} s")
+            self.models.set_status(f"{result.model_info.get('device', '')} · {result.model_info.get('preset', '')}")
+            entry = self.history.add_result(result, box)
+            if entry is not None:
+                self.history.select(entry)
+            log.info("job %d finished: %s ok in %.2fs", result.job_id, result.job.kind, total)
+        elif result.cancelled:
+            self.worker_label.setText("Cancelled")
+            self.canvas.set_preview(None)
+            log.info("job %d cancelled", result.job_id)
+        else:
+            self.worker_label.setText("Failed")
+            self.canvas.set_preview(None)
+            error = result.error
+            self.show_error(getattr(error, "message", str(error)), getattr(error, "details", ""))
+            log.info("job %d failed: %s", result.job_id, error)
+
+    def _on_busy_changed(self, busy: bool) -> None:
+        self.prompt.set_busy(busy)
+        self.actions_["cancel"].setEnabled(busy)
+
+    def _on_queue_changed(self) -> None:
+        queued = self.bridge.queued()
+        self.queue_button.setVisible(bool(queued))
+        self.queue_button.setText(f"Queue ({len(queued)})")
+        menu = self.queue_button.menu()
+        if menu is None:
+            from PySide6.QtWidgets import QMenu
+
+            menu = QMenu(self.queue_button)
+            self.queue_button.setMenu(menu)
+        menu.clear()
+        for job_id, job in queued:
+            action = menu.addAction(f"Remove {job.kind}: {job.prompt[:40] or '(no prompt)'} · seed {job.seed}")
+            action.triggered.connect(lambda _c=False, i=job_id: self.bridge.remove_queued(i))
+
+    def _preview_entry(self, entry: Any) -> None:
+        self.canvas.set_preview(entry.image, _canvas_box(entry.box, entry.image.size) if entry.image else None)
+
+    def _apply_current(self, as_new_layer: bool) -> None:
+        entry = self.history.current()
+        if entry is None:
+            raise BadInput("Pick a result in the History panel first.")
+        self._apply(entry, as_new_layer)
+
+    def _apply(self, entry: Any, as_new_layer: bool) -> None:
+        name = f"{entry.mode_label if hasattr(entry, 'mode_label') else entry.mode}: {entry.prompt[:30]}".strip(": ")
+        self.document.apply_result(entry.image, entry.box, as_new_layer=as_new_layer, name=name)
+        self.canvas.set_preview(None)
+        self._last_applied = entry.result
+        log.info("applied %s result%s", entry.mode, " as new layer" if as_new_layer else "")
+
+    # -- status -------------------------------------------------------------------------------
+
+    def _on_mask_changed(self, _rect: QRect) -> None:
+        self.prompt.on_mask_changed(self.document.has_mask())
+
+    def _show_cursor(self, point: Any) -> None:
+        self.cursor_label.setText("" if point is None else f"{int(point.x())}, {int(point.y())}")
+
+    def _update_size_label(self) -> None:
+        self.size_label.setText(f"{self.document.width} × {self.document.height}")
+
+    def _document_name(self) -> str:
+        if self.document.path:
+            return Path(self.document.path).name
+        opened = self._opened_image
+        return Path(opened).name if opened else "Untitled"
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"{self._document_name()}{'*' if self.document.modified else ''} — Quickbrush")
+
+    def about(self) -> None:
+        QMessageBox.about(self, "About Quickbrush", ABOUT_TEXT)
+
+    # -- window state ---------------------------------------------------------------------
+
+    def _restore_window(self) -> None:
+        geometry, state = self.settings.window_geometry, self.settings.window_state
+        if geometry:
+            self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
+        else:
+            self.resize(1400, 900)
+        if state:
+            self.restoreState(QByteArray.fromBase64(state.encode()))
+
+    def save_window_state(self) -> None:
+        self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
+        self.settings.window_state = bytes(self.saveState().toBase64()).decode()
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._may_discard():
+            event.ignore()
+            return
+        self.save_window_state()
+        self.bridge.shutdown()
+        event.accept()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls()
+        if urls and Path(urls[0].toLocalFile()).suffix.lower() in OPENABLE:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = event.mimeData().urls()[0].toLocalFile()
+        event.acceptProposedAction()
+        # Opening may ask about unsaved changes: do it after the drop has finished.
+        QTimer.singleShot(0, lambda: self._guarded(self.open_path, path))
+
+
+def _canvas_box(box: Any, size: tuple[int, int]) -> Box:
+    """A result's place on the canvas: (left, top) or a full box; None means the top-left corner."""
+    if box is None:
+        return (0, 0, size[0], size[1])
+    if isinstance(box, QRect):
+        return (box.left(), box.top(), box.left() + box.width(), box.top() + box.height())
+    box = tuple(int(v) for v in box)
+    if len(box) == 2:
+        return (box[0], box[1], box[0] + size[0], box[1] + size[1])
+    return box  # type: ignore[return-value]
+
+
+def _preview_box(target: Any, within: Box | None, document: Document) -> Box | None:
+    """Where a live preview goes: the crop `within` the result, placed at the job's target box."""
+    if target is None:
+        base = (0, 0, document.width, document.height)
+    else:
+        base = _canvas_box(target, (document.width, document.height))
+    if within is None:
+        return base
+    return (base[0] + within[0], base[1] + within[1], base[0] + within[2], base[1] + within[3])
+
+
+def _atomic_pil_save(image: Image.Image, path: str, fmt: str, **options: Any) -> None:
+    """Write beside the target, then replace it: a failed export never leaves half a file."""
+    import os
+    import tempfile
+
+    from inference.metadata import SaveError
+
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise SaveError(f"Could not export {target.name}: {exc.strerror or exc}.", str(exc)) from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, fmt, **options)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise SaveError(f"Could not export {target.name}: {exc.strerror or exc}.", str(exc)) from exc
