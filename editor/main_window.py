@@ -297,13 +297,29 @@ class MainWindow(QMainWindow):
         b.busy_changed.connect(self._on_busy_changed)
 
     def _watch_document(self, document: Document) -> None:
-        document.mask_changed.connect(self._on_mask_changed)
-        document.size_changed.connect(self._update_size_label)
-        document.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
-        document.undo_stack.canUndoChanged.connect(self.actions_["undo"].setEnabled)
-        document.undo_stack.canRedoChanged.connect(self.actions_["redo"].setEnabled)
+        self._unwatch_document()
+        connections = [
+            (document.mask_changed, self._on_mask_changed),
+            (document.size_changed, self._update_size_label),
+            (document.undo_stack.cleanChanged, lambda clean: self._update_title(modified=not clean)),
+            (document.undo_stack.canUndoChanged, self.actions_["undo"].setEnabled),
+            (document.undo_stack.canRedoChanged, self.actions_["redo"].setEnabled),
+        ]
+        connections = [(signal, _ignore_deleted(slot)) for signal, slot in connections]
+        for signal, slot in connections:
+            signal.connect(slot)
+        self._connections = connections
         self.actions_["undo"].setEnabled(document.undo_stack.canUndo())
         self.actions_["redo"].setEnabled(document.undo_stack.canRedo())
+
+    def _unwatch_document(self) -> None:
+        """Cut the old document's signals: Qt may emit them while deleting it, after the window's actions."""
+        for signal, slot in getattr(self, "_connections", []):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):  # already deleted or disconnected
+                pass
+        self._connections = []
 
     # -- error handling ----------------------------------------------------------------------
 
@@ -450,7 +466,7 @@ class MainWindow(QMainWindow):
     # -- edit ---------------------------------------------------------------------------------
 
     def _undo(self, undo: bool) -> None:
-        if self.tool_state.painting:
+        if self.document.stroking:
             return  # finish the stroke first; undoing under the brush would tear it in two
         (self.document.undo_stack.undo if undo else self.document.undo_stack.redo)()
 
@@ -588,8 +604,9 @@ class MainWindow(QMainWindow):
         opened = self._opened_image
         return Path(opened).name if opened else "Untitled"
 
-    def _update_title(self) -> None:
-        self.setWindowTitle(f"{self._document_name()}{'*' if self.document.modified else ''} — Quickbrush")
+    def _update_title(self, modified: bool | None = None) -> None:
+        modified = self.document.modified if modified is None else modified
+        self.setWindowTitle(f"{self._document_name()}{'*' if modified else ''} — Quickbrush")
 
     def about(self) -> None:
         QMessageBox.about(self, "About Quickbrush", ABOUT_TEXT)
@@ -615,6 +632,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.save_window_state()
+        self._unwatch_document()
         self.bridge.shutdown()
         event.accept()
 
@@ -628,6 +646,23 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
         # Opening may ask about unsaved changes: do it after the drop has finished.
         QTimer.singleShot(0, lambda: self._guarded(self.open_path, path))
+
+
+def _ignore_deleted(slot: Any) -> Any:
+    """A slot that does nothing once Qt has deleted the window it updates.
+
+    A document can outlive the window (tests, a window torn down without closeEvent); its undo
+    stack still emits cleanChanged while Qt deletes it.
+    """
+
+    def call(*args: Any) -> None:
+        try:
+            slot(*args)
+        except RuntimeError as exc:
+            if "already deleted" not in str(exc):
+                raise
+
+    return call
 
 
 def _canvas_box(box: Any, size: tuple[int, int]) -> Box:
