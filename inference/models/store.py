@@ -143,9 +143,10 @@ def list_models(include_hub_cache: bool = True) -> list[ModelInfo]:
 
 def _hub_cache_models() -> list[ModelInfo]:
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
 
-        cache = scan_cache_dir()
+        # Read the cache location at call time (it can be redirected after import).
+        cache = scan_cache_dir(cache_dir=constants.HF_HUB_CACHE)
     except Exception:  # no cache folder yet, or an unreadable one: nothing to list
         return []
     found = []
