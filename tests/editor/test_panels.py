@@ -322,7 +322,14 @@ def test_history_add_preview_apply_discard_rerun(history, qtbot):
     assert history.entries() == [] and not history.apply_action.isEnabled()
 
 
-def test_copy_recipe_puts_parameters_and_exact_json_on_the_clipboard(history):
+@pytest.fixture
+def clean_clipboard(qapp):
+    """Qt's offscreen clipboard crashes at exit if it still owns mime data: empty it after the test."""
+    yield QGuiApplication.clipboard()
+    QGuiApplication.clipboard().clear()
+
+
+def test_copy_recipe_puts_parameters_and_exact_json_on_the_clipboard(history, clean_clipboard):
     result = make_result(prompt="a blue teapot, studio light", seed=123)
     entry = history.add_result(result)
     history.select(entry)
