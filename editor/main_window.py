@@ -435,7 +435,7 @@ class MainWindow(QMainWindow):
 
     def export(self, path: str) -> None:
         """PNG (with the recipe of the last applied result), JPEG or WebP of the visible image."""
-        from inference.metadata import save_png
+        from inference.metadata import atomic_write, save_png
 
         suffix = Path(path).suffix.lower()
         if suffix not in EXPORT_FORMATS:
@@ -446,12 +446,12 @@ class MainWindow(QMainWindow):
                 save_png(path, image, self._last_applied.job, timings=dict(self._last_applied.timings),
                          model_info=dict(self._last_applied.model_info))
             else:
-                _atomic_pil_save(image, path, "PNG")
+                atomic_write(path, lambda handle: image.save(handle, "PNG"))
         else:
             if image.mode == "RGBA":
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, image).convert("RGB")
-            _atomic_pil_save(image, path, EXPORT_FORMATS[suffix], quality=95)
+            atomic_write(path, lambda handle: image.save(handle, EXPORT_FORMATS[suffix], quality=95))
         self.statusBar().showMessage(f"Exported {Path(path).name}", 4000)
 
     def _fill_recent_menu(self) -> None:
@@ -686,24 +686,3 @@ def _preview_box(target: Any, within: Box | None, document: Document) -> Box | N
     if within is None:
         return base
     return (base[0] + within[0], base[1] + within[1], base[0] + within[2], base[1] + within[3])
-
-
-def _atomic_pil_save(image: Image.Image, path: str, fmt: str, **options: Any) -> None:
-    """Write beside the target, then replace it: a failed export never leaves half a file."""
-    import os
-    import tempfile
-
-    from inference.metadata import SaveError
-
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise SaveError(f"Could not export {target.name}: {exc.strerror or exc}.", str(exc)) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, fmt, **options)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise SaveError(f"Could not export {target.name}: {exc.strerror or exc}.", str(exc)) from exc

@@ -50,7 +50,6 @@ import json
 import math
 import os
 import re
-import secrets
 import struct
 import time
 import zipfile
@@ -64,10 +63,9 @@ from PIL import Image, UnidentifiedImageError
 
 from editor.document import Document, Layer, pil_to_mask, pil_to_rgba
 from inference.jobs import BadInput, Job, JobError
-from inference.metadata import SaveError, quickbrush_version, recipe_pnginfo
+from inference.metadata import SaveError, atomic_write, quickbrush_version, recipe_pnginfo
 # The designer-readable wording of OS errors ("the disk is full", "permission denied ...") is
 # shared with PNG export, so both say the same thing for the same failure.
-from inference.metadata import _save_error  # noqa: PLC2701 - deliberately shared helper
 
 __all__ = ["save_ora", "load_ora", "MIMETYPE", "QUICKBRUSH_FORMAT", "THUMBNAIL_SIZE"]
 
@@ -111,8 +109,6 @@ def save_ora(path: str | os.PathLike[str], document: Document,
     was at `path`, if any, is unchanged. Call from the GUI thread (it reads the document's arrays).
     """
     target = Path(os.path.abspath(os.fspath(path)))
-    # Write beside the file a symlink points to, so saving keeps the link.
-    real = Path(os.path.realpath(target))
 
     # Everything that can fail for reasons other than the disk happens before touching it.
     try:
@@ -123,32 +119,7 @@ def save_ora(path: str | os.PathLike[str], document: Document,
         raise SaveError(f"Could not save {target.name}: there is not enough memory.",
                         f"{target}\nMemoryError: {error}") from error
 
-    temp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as error:
-        raise _save_error(target, error) from error
-    try:
-        with os.fdopen(fd, "w+b") as handle:
-            _write_zip(handle, parts)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:  # keep the permissions of the file being replaced
-            os.chmod(temp, os.stat(real).st_mode & 0o7777)
-        except OSError:
-            pass
-        os.replace(temp, real)
-    except BaseException as error:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            raise
-        if isinstance(error, SaveError):
-            raise
-        raise _save_error(target, error) from error
-    _fsync_dir(real.parent)
+    atomic_write(target, lambda handle: _write_zip(handle, parts))
     document.mark_saved(str(target))
     return target
 
@@ -359,22 +330,6 @@ def _save_png(image: Image.Image, out: Any, pnginfo: Any = None) -> None:
     if pnginfo is not None:
         kwargs["pnginfo"] = pnginfo
     image.save(out, **kwargs)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); harmless where folders cannot be opened."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # =========================================================================== loading

@@ -419,30 +419,60 @@ def save_png(
     if image.mode not in _PNG_MODES:
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
 
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return atomic_write(path, lambda handle: image.save(handle, format="PNG", pnginfo=info))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
+    """Call `write(binary_file)` on a hidden temporary file beside `path`, then swap it in.
+
+    Every save in Quickbrush goes through here: the temp file is flushed to disk and replaces
+    the target in one step, keeping the old file's permissions (and a symlink at `path`: the
+    file it points to is replaced). Any failure removes the temp file, leaves the old file
+    untouched and raises SaveError naming `path` in words a designer understands.
+    """
+    target = Path(os.path.abspath(os.fspath(path)))
+    real = Path(os.path.realpath(target))
+    temp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as error:
-        raise _save_error(path, error) from error
+        raise _save_error(target, error) from error
     try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
+        with os.fdopen(fd, "w+b") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         try:  # keep the permissions of the file being replaced
-            os.chmod(temp, os.stat(path).st_mode & 0o7777)
+            os.chmod(temp, os.stat(real).st_mode & 0o7777)
         except OSError:
             pass
-        os.replace(temp, path)
+        os.replace(temp, real)
     except BaseException as error:
         try:
             os.unlink(temp)
         except OSError:
             pass
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        if isinstance(error, (KeyboardInterrupt, SystemExit, SaveError)):
             raise
-        raise _save_error(path, error) from error
-    return path
+        raise _save_error(target, error) from error
+    _fsync_dir(real.parent)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where folders cannot be opened."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading
