@@ -122,6 +122,7 @@ class MainWindow(QMainWindow):
         self._job_started_at: dict[int, float] = {}
         self._last_applied: Result | None = None
         self._opened_image: str | None = None
+        self._preferences = None
 
         self.tool_state = ToolState(brush_size=self.settings.brush_size, hardness=self.settings.brush_hardness)
         self.canvas = CanvasView(self.document, self.tool_state)
@@ -220,6 +221,9 @@ class MainWindow(QMainWindow):
         a["apply"] = self._action("&Apply result", lambda: self._apply_current(False), "Ctrl+Shift+Return")
         a["unload"] = self._action("&Unload models", self.bridge.unload_models)
         a["reset_layout"] = self._action("&Reset layout", lambda: self.restoreState(self._default_state))
+        a["preferences"] = self._action("Pre&ferences…", self.show_preferences,
+                                        k.Preferences if QKeySequence.keyBindings(k.Preferences) else "Ctrl+,")
+        a["preferences"].setMenuRole(QAction.MenuRole.PreferencesRole)
         a["about"] = self._action("&About Quickbrush", self.about)
         a["cancel"].setEnabled(False)
 
@@ -237,6 +241,8 @@ class MainWindow(QMainWindow):
         menu.addActions([a["undo"], a["redo"]])
         menu.addSeparator()
         menu.addActions([a["copy"], a["paste"]])
+        menu.addSeparator()
+        menu.addAction(a["preferences"])
         menu = self.menuBar().addMenu("&Mask")
         menu.addActions([c["brush"], c["eraser"], c["swap"], c["smaller"], c["bigger"]])
         menu.addSeparator()
@@ -525,7 +531,7 @@ class MainWindow(QMainWindow):
         left = f" · {eta:.1f} s left" if eta is not None and update.step < update.total else ""
         self.progress_bar.setFormat(f"Step %v/%m{left}")
         self.worker_label.setText("Generating")
-        if update.preview is not None:
+        if update.preview is not None and self.settings.live_preview:
             self.canvas.set_preview(update.preview, _preview_box(self._job_boxes.get(update.job_id), update.box,
                                                                  self.document))
 
@@ -607,6 +613,16 @@ class MainWindow(QMainWindow):
     def _update_title(self, modified: bool | None = None) -> None:
         modified = self.document.modified if modified is None else modified
         self.setWindowTitle(f"{self._document_name()}{'*' if modified else ''} — Quickbrush")
+
+    def show_preferences(self) -> None:
+        """One non-modal dialog, kept: its fields apply as they change, so it can stay open."""
+        if self._preferences is None:
+            from editor.preferences import PreferencesDialog
+
+            self._preferences = PreferencesDialog(self.settings, self)
+        self._preferences.show()
+        self._preferences.raise_()
+        self._preferences.activateWindow()
 
     def about(self) -> None:
         QMessageBox.about(self, "About Quickbrush", ABOUT_TEXT)

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "seed_locked": False,
     "variations": 1,
     "size_preset": "native",
+    "live_preview": True,
     # model
     "model": "",
     "device": "auto",

@@ -170,3 +170,25 @@ def test_window_layout_and_settings_persist(qtbot, ini, tiny_sd_inpaint):
     second.show()
     assert not second.docks["history"].isVisible()
     second.bridge.shutdown()
+
+
+def test_preferences_opens_once_and_its_changes_reach_the_canvas(window, qtbot):
+    window.actions_["preferences"].trigger()
+    dialog = window._preferences
+    assert dialog.isVisible() and not dialog.isModal()
+    window.actions_["preferences"].trigger()
+    assert window._preferences is dialog
+    dialog.opacity_slider.setValue(90)
+    assert window.canvas._mask_opacity == pytest.approx(0.9)
+    assert window.layers.mask_opacity_slider.value() == 90
+    dialog.close()
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_live_preview_preference(window, live):
+    from inference.jobs import Progress
+
+    window.settings.live_preview = live
+    window._on_progress(Progress(1, 1, 2, 0.1, Image.new("RGB", (16, 16), "red")))
+    assert window.canvas.has_preview is live
+    assert window.progress_bar.value() == 1, "progress shows either way"
