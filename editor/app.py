@@ -37,7 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
     if args.file:
         window.open_path(args.file)
-    logging.getLogger("quickbrush").info("window shown; canvas at %s", _global_rect(window.canvas))
+    logger = logging.getLogger("quickbrush")
+    screen = window.screen()
+    logger.info("window at %s on a %dx%d screen at %gx", _global_rect(window), screen.availableGeometry().width(),
+                screen.availableGeometry().height(), screen.devicePixelRatio())
+    logger.info("window shown; canvas at %s", _global_rect(window.canvas))
     return app.exec()
 
 

@@ -33,6 +33,7 @@ from editor.banner import ErrorBanner
 from editor.canvas import CanvasView, ToolState
 from editor.document import Document
 from editor.jobs import JobBridge
+from editor.panels._common import PanelScrollArea
 from editor.panels.history import HistoryPanel
 from editor.panels.layers import LayersPanel
 from editor.panels.models import ModelPanel
@@ -161,7 +162,11 @@ class MainWindow(QMainWindow):
     def _add_dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{name}")
-        dock.setWidget(widget)
+        # In a scroll area, so a small screen (1366x768, or a high-DPI laptop) squeezes a panel
+        # and scrolls it instead of pushing the window's minimum height past the screen.
+        scroll = PanelScrollArea(widget)
+        scroll.setObjectName(f"scroll_{name}")
+        dock.setWidget(scroll)
         self.addDockWidget(area, dock)
         self.docks[name] = dock
 
@@ -220,7 +225,7 @@ class MainWindow(QMainWindow):
         a["cancel"] = self._action("&Cancel", self.cancel, "Esc", "cancel")
         a["apply"] = self._action("&Apply result", lambda: self._apply_current(False), "Ctrl+Shift+Return")
         a["unload"] = self._action("&Unload models", self.bridge.unload_models)
-        a["reset_layout"] = self._action("&Reset layout", lambda: self.restoreState(self._default_state))
+        a["reset_layout"] = self._action("&Reset layout", self.reset_layout)
         a["preferences"] = self._action("Pre&ferences…", self.show_preferences,
                                         k.Preferences if QKeySequence.keyBindings(k.Preferences) else "Ctrl+,")
         a["preferences"].setMenuRole(QAction.MenuRole.PreferencesRole)
@@ -634,9 +639,43 @@ class MainWindow(QMainWindow):
         if geometry:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
         else:
-            self.resize(1400, 900)
+            self._first_run_geometry()
         if state:
             self.restoreState(QByteArray.fromBase64(state.encode()))
+        else:
+            QTimer.singleShot(0, self._fit_docks)
+
+    def _fit_docks(self) -> None:
+        """Give the Prompt and Layers panels the height they want, at least their minimum, so
+        Generate is in sight without scrolling; History and Model keep at least their minimum and
+        take what is left (their lists scroll anyway)."""
+        for name, other in (("prompt", "history"), ("layers", "model")):
+            dock, rest = self.docks[name], self.docks[other]
+            scroll = dock.widget()
+            chrome = dock.height() - scroll.height()  # the dock's title bar
+            panel = scroll.widget()
+            total = dock.height() + rest.height()
+            # The other panel keeps half again its minimum: History should show a result and its buttons.
+            room = total - int(rest.widget().widget().minimumSizeHint().height() * 1.5) - 2 * chrome
+            height = max(panel.minimumSizeHint().height(), min(panel.sizeHint().height(), room)) + chrome
+            if dock.isVisible() and rest.isVisible() and total > height:
+                self.resizeDocks([dock, rest], [height, total - height], Qt.Orientation.Vertical)
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state)
+        self._fit_docks()
+
+    def _first_run_geometry(self) -> None:
+        """1400x900 where it fits, else 90 % of the screen, centred. On a high-DPI laptop (say
+        1440x900 logical px at 2x) a fixed size would put the window's edges off the screen."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            self.resize(1400, 900)
+            return
+        area = screen.availableGeometry()
+        width, height = min(1400, int(area.width() * 0.9)), min(900, int(area.height() * 0.9))
+        self.setGeometry(QRect(area.x() + (area.width() - width) // 2, area.y() + (area.height() - height) // 2,
+                               width, height))
 
     def save_window_state(self) -> None:
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()

@@ -1,13 +1,13 @@
-"""Small helpers the panels share: two-way setting bindings, icons, section labels."""
+"""Small helpers the panels share: two-way setting bindings, icons, section labels, the dock scroller."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtGui import QFont, QIcon, QPalette
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
 
 from editor.settings import Settings
 
@@ -92,3 +92,42 @@ class HintLabel(QLabel):
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self._dim()
+
+
+class PanelScrollArea(QScrollArea):
+    """Holds a dock's panel: the panel fills the dock, and scrolls only below its minimum height.
+
+    QScrollArea's own `widgetResizable` sizes a panel with word-wrapped labels by its preferred
+    height-for-width (about 730 px for the Prompt panel), so it scrolled at heights where every
+    field would fit. Here the panel gets the viewport's size, never less than its minimum.
+    """
+
+    def __init__(self, panel: QWidget, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWidget(panel)
+        self.setWidgetResizable(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(panel.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width())
+        panel.installEventFilter(self)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return self.widget().sizeHint() if self.widget() else super().sizeHint()
+
+    def _fit(self) -> None:
+        panel = self.widget()
+        if panel is None:
+            return
+        width = self.viewport().width()
+        height = max(self.viewport().height(), panel.minimumSizeHint().height())
+        if panel.size() != QSize(width, height):
+            panel.resize(width, height)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._fit()
+        return False

@@ -621,3 +621,22 @@ def test_panels_screenshots(qtbot, settings, dark_fusion, models_folder, monkeyp
     for path in paths:
         assert path.stat().st_size > 1000
     doc.deleteLater()
+
+
+def test_panel_scroll_area_fills_the_dock_and_scrolls_only_below_the_minimum(qtbot, settings):
+    from editor.panels._common import PanelScrollArea
+
+    panel = PromptPanel(settings)
+    scroll = PanelScrollArea(panel)
+    qtbot.addWidget(scroll)
+    minimum = panel.minimumSizeHint().height()
+    scroll.resize(400, minimum + 200)
+    scroll.show()
+    QCoreApplication.processEvents()
+    assert panel.height() == scroll.viewport().height(), "room to spare: the panel fills it, no scrolling"
+    assert scroll.verticalScrollBar().maximum() == 0
+    scroll.resize(400, minimum // 2)
+    QCoreApplication.processEvents()
+    assert panel.height() == minimum, "squeezed: the panel keeps its minimum and scrolls"
+    assert scroll.verticalScrollBar().maximum() > 0
+    assert panel.width() == scroll.viewport().width()
