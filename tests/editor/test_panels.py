@@ -632,11 +632,10 @@ def test_panel_scroll_area_fills_the_dock_and_scrolls_only_below_the_minimum(qtb
     minimum = panel.minimumSizeHint().height()
     scroll.resize(400, minimum + 200)
     scroll.show()
-    QCoreApplication.processEvents()
-    assert panel.height() == scroll.viewport().height(), "room to spare: the panel fills it, no scrolling"
-    assert scroll.verticalScrollBar().maximum() == 0
+    # Room to spare: the panel fills it and nothing scrolls (the scroll bar settles one event later).
+    qtbot.waitUntil(lambda: scroll.verticalScrollBar().maximum() == 0, timeout=2000)
+    assert panel.height() == scroll.viewport().height() == minimum + 200
     scroll.resize(400, minimum // 2)
-    QCoreApplication.processEvents()
+    qtbot.waitUntil(lambda: scroll.verticalScrollBar().maximum() > 0, timeout=2000)
     assert panel.height() == minimum, "squeezed: the panel keeps its minimum and scrolls"
-    assert scroll.verticalScrollBar().maximum() > 0
     assert panel.width() == scroll.viewport().width()
