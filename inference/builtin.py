@@ -1,0 +1,311 @@
+"""Quickbrush's own small model: one latent flow-matching UNet that generates, inpaints and edits.
+
+The parts are diffusers and model2vec classes, so loading and saving are theirs:
+- `autoencoder/`: an AutoencoderTiny (TAESD architecture) trained on RGBA emoji and icons,
+  128x128x4 pixels <-> 8x16x16 latents. Alpha is a fourth channel, so results can be transparent.
+- `unet/`: a UNet2DConditionModel, about 11 M parameters, predicting the flow velocity
+  (noise - clean latent) on the straight path x_t = (1 - t) x_0 + t noise. Straight paths are what
+  make 4 or fewer Euler steps enough.
+- `text_encoder/`: a model2vec StaticModel distilled from all-MiniLM-L6-v2: token embeddings in,
+  no transformer to run, so "kitty" lands near "cat" for a fraction of a millisecond.
+- `scheduler/`: FlowMatchEulerDiscreteScheduler, the Euler sampler of that straight path.
+
+One network for the three tasks: besides the noisy latent it always sees a condition latent, a
+mask and an edit flag (18 input channels):
+- text to image: condition zero, mask one everywhere (inpainting the whole canvas),
+- inpaint: condition = latent of the image with the masked area zeroed, mask = where to paint,
+- edit: condition = latent of the source image, mask zero, flag one; the prompt is the instruction.
+The text reaches the UNet twice: per-token embeddings through cross-attention and the pooled
+sentence vector added to the time embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+CONFIG_NAME = "quickbrush_builtin.json"
+INT8_WEIGHTS = "weights.int8.safetensors"  # see training/export.py for the format
+TOKENS = 16  # text tokens the UNet attends to; emoji names and short instructions fit
+
+
+@dataclass(frozen=True)
+class BuiltinConfig:
+    size: int = 128  # native output, square
+    latent_channels: int = 8
+    text_dim: int = 256
+    steps: int = 4
+    guidance: float = 2.0
+    block_out_channels: tuple[int, ...] = (64, 128, 192)
+    attention_heads: int = 4
+    ae_channels: int = 64
+    latent_std: float = 1.0  # measured on the training set: the flow model sees unit-variance latents
+
+    @property
+    def latent_size(self) -> int:
+        return self.size // 8
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.latent_channels + 2  # noisy + condition latent, mask, edit flag
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BuiltinConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "block_out_channels" in known:
+            known["block_out_channels"] = tuple(known["block_out_channels"])
+        return cls(**known)
+
+
+def build_autoencoder(cfg: BuiltinConfig):
+    from diffusers import AutoencoderTiny
+
+    c = cfg.ae_channels
+    return AutoencoderTiny(in_channels=4, out_channels=4, latent_channels=cfg.latent_channels,
+                           encoder_block_out_channels=(c, c, c, c), decoder_block_out_channels=(c, c, c, c),
+                           num_encoder_blocks=(1, 2, 2, 2), num_decoder_blocks=(2, 2, 2, 1))
+
+
+def build_unet(cfg: BuiltinConfig):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=cfg.latent_size, in_channels=cfg.in_channels, out_channels=cfg.latent_channels,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=cfg.block_out_channels, layers_per_block=1, cross_attention_dim=cfg.text_dim,
+        attention_head_dim=cfg.attention_heads, norm_num_groups=32,
+        class_embed_type="projection", projection_class_embeddings_input_dim=cfg.text_dim)
+
+
+def build_scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+
+
+class TextEncoder:
+    """model2vec static embeddings as (tokens [B, TOKENS, D], pooled [B, D]); "" is the null prompt."""
+
+    def __init__(self, static_model):
+        self.model = static_model
+        self.dim = int(static_model.dim)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextEncoder":
+        from model2vec import StaticModel
+
+        path = Path(path)
+        if (path / INT8_WEIGHTS).exists():
+            from tokenizers import Tokenizer
+
+            config = json.loads((path / "config.json").read_text())
+            vectors = load_int8(path / INT8_WEIGHTS)["embeddings"].numpy()
+            return cls(StaticModel(vectors, Tokenizer.from_file(str(path / "tokenizer.json")), config=config,
+                                   normalize=bool(config.get("normalize", False))))
+        return cls(StaticModel.from_pretrained(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self.model.save_pretrained(str(path))
+        # model2vec records the teacher's local folder; name the public model instead.
+        config_file = Path(path) / "config.json"
+        config = json.loads(config_file.read_text())
+        config["tokenizer_name"] = "sentence-transformers/all-MiniLM-L6-v2"
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = torch.zeros(len(prompts), TOKENS, self.dim)
+        pooled = torch.zeros(len(prompts), self.dim)
+        texts = [p.strip().lower() for p in prompts]
+        present = [i for i, t in enumerate(texts) if t]
+        if present:
+            sequences = self.model.encode_as_sequence([texts[i] for i in present])
+            for i, seq in zip(present, sequences):
+                seq = torch.from_numpy(np.asarray(seq, dtype=np.float32)).reshape(-1, self.dim)
+                if len(seq):
+                    tokens[i, : min(TOKENS, len(seq))] = seq[:TOKENS]
+                    pooled[i] = seq.mean(0)
+        return tokens, pooled
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def rgba_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [B, H, W, 4] straight alpha -> float [B, 4, H, W] in [-1, 1], colour premultiplied so
+    a transparent pixel has one value whatever colour it nominally had."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).permute(0, 3, 1, 2)
+    x = torch.cat([x[:, :3] * x[:, 3:], x[:, 3:]], 1)
+    return x * 2 - 1
+
+
+def tensor_to_rgba(x: torch.Tensor) -> np.ndarray:
+    """The inverse of rgba_to_tensor: float [B, 4, H, W] in [-1, 1] -> uint8 [B, H, W, 4]."""
+    x = ((x.float() + 1) / 2).clamp(0, 1)
+    alpha = x[:, 3:]
+    colour = torch.where(alpha > 1 / 255, x[:, :3] / alpha.clamp_min(1 / 255), torch.zeros_like(x[:, :3]))
+    out = torch.cat([colour.clamp(0, 1), alpha], 1).permute(0, 2, 3, 1)
+    return (out * 255 + 0.5).to(torch.uint8).numpy()
+
+
+def image_to_rgba(image: Image.Image, size: int) -> np.ndarray:
+    return np.asarray(image.convert("RGBA").resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class BuiltinModel:
+    """The loaded model: encode, denoise and decode with torch, on the CPU unless told otherwise."""
+
+    def __init__(self, cfg: BuiltinConfig, autoencoder, unet, text: TextEncoder, scheduler=None,
+                 device: str = "cpu"):
+        self.cfg = cfg
+        self.autoencoder = autoencoder.to(device).eval()
+        self.unet = unet.to(device).eval()
+        self.text = text
+        self.scheduler = scheduler or build_scheduler()
+        self.device = device
+
+    # ---------------------------------------------------------------- files
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.autoencoder.save_pretrained(folder / "autoencoder")
+        self.unet.save_pretrained(folder / "unet")
+        self.text.save(folder / "text_encoder")
+        self.scheduler.save_pretrained(folder / "scheduler")
+        (folder / CONFIG_NAME).write_text(json.dumps(self.cfg.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "cpu") -> "BuiltinModel":
+        from diffusers import AutoencoderTiny, FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
+
+        folder = Path(folder)
+        cfg = BuiltinConfig.from_json(json.loads((folder / CONFIG_NAME).read_text()))
+
+        def module(kind, name):
+            sub = folder / name
+            if (sub / INT8_WEIGHTS).exists():
+                model = kind.from_config(kind.load_config(sub))
+                model.load_state_dict(load_int8(sub / INT8_WEIGHTS))
+                return model
+            return kind.from_pretrained(sub)
+
+        return cls(cfg, module(AutoencoderTiny, "autoencoder"), module(UNet2DConditionModel, "unet"),
+                   TextEncoder.load(folder / "text_encoder"),
+                   FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"), device=device)
+
+    @staticmethod
+    def is_builtin_folder(folder: str | Path) -> bool:
+        return (Path(folder) / CONFIG_NAME).is_file()
+
+    # ---------------------------------------------------------------- latents
+
+    @torch.no_grad()
+    def encode(self, rgba: np.ndarray) -> torch.Tensor:
+        return self.autoencoder.encode(rgba_to_tensor(rgba).to(self.device)).latents / self.cfg.latent_std
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        return tensor_to_rgba(self.autoencoder.decode(latents * self.cfg.latent_std).sample.cpu())
+
+    def conditioning(self, task: str, batch: int, image: np.ndarray | None = None,
+                     mask: np.ndarray | None = None) -> torch.Tensor:
+        """The condition latent, mask and edit flag channels for one task (see the module doc)."""
+        c, s = self.cfg.latent_channels, self.cfg.latent_size
+        cond = torch.zeros(batch, c + 2, s, s, device=self.device)
+        if task == "generate":
+            cond[:, c] = 1
+        elif task == "inpaint":
+            latent = self.encode(image[None])
+            small = latent_mask(mask, s).to(self.device)
+            cond[:, :c] = latent * (1 - small)
+            cond[:, c] = small
+        elif task == "edit":
+            cond[:, :c] = self.encode(image[None])
+            cond[:, c + 1] = 1
+        else:
+            raise ValueError(f"unknown task {task!r}")
+        return cond
+
+    # ---------------------------------------------------------------- sampling
+
+    @torch.no_grad()
+    def sample(self, prompt: str, task: str = "generate", *, image: np.ndarray | None = None,
+               mask: np.ndarray | None = None, steps: int | None = None, guidance: float | None = None,
+               seed: int = 0, batch: int = 1, negative_prompt: str = "",
+               callback: Callable[[int, int, torch.Tensor], None] | None = None) -> tuple[np.ndarray, dict]:
+        """RGBA uint8 [batch, size, size, 4] and stage timings. `image`/`mask`: uint8 arrays at native size."""
+        steps = steps or self.cfg.steps
+        guidance = self.cfg.guidance if guidance is None else guidance
+        timings = {}
+        start = time.perf_counter()
+        cond = self.conditioning(task, batch, image, mask)
+        timings["encode_s"] = time.perf_counter() - start
+
+        use_cfg = guidance > 1.0
+        tokens, pooled = self.text([prompt] * batch + ([negative_prompt] * batch if use_cfg else []))
+        tokens, pooled = tokens.to(self.device), pooled.to(self.device)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        c, s = self.cfg.latent_channels, self.cfg.latent_size
+        x = torch.randn(batch, c, s, s, generator=generator).to(self.device)
+        scheduler = self.scheduler
+        scheduler.set_timesteps(steps, device=self.device)
+        start = time.perf_counter()
+        for i, t in enumerate(scheduler.timesteps):
+            model_in = torch.cat([x, cond], 1)
+            if use_cfg:
+                model_in = torch.cat([model_in, model_in])
+            v = self.unet(model_in, t.expand(model_in.shape[0]), tokens, class_labels=pooled).sample
+            if use_cfg:
+                v_text, v_null = v.chunk(2)
+                v = v_null + guidance * (v_text - v_null)
+            x = scheduler.step(v, t, x).prev_sample
+            if callback is not None:
+                callback(i + 1, steps, x)
+        timings["denoise_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        if task == "inpaint":
+            # Outside the mask the source latent stands: only the painted area changes.
+            small = cond[:, c : c + 1]
+            x = x * small + cond[:, :c]  # the condition latent is already zero under the mask
+        out = self.decode(x)
+        timings["decode_s"] = time.perf_counter() - start
+        return out, timings
+
+
+def load_int8(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights stored by training/export.py: `name.int8` + `name.scale` per output channel, the
+    rest float16; returned as float32 tensors under their own names."""
+    from safetensors.torch import load_file
+
+    raw = load_file(str(path))
+    out: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        if key.endswith(".int8"):
+            name = key[: -len(".int8")]
+            scale = raw[name + ".scale"]
+            out[name] = value.float() * scale.view(-1, *([1] * (value.ndim - 1)))
+        elif not key.endswith(".scale"):
+            out[key] = value.float()
+    return out
+
+
+def latent_mask(mask: np.ndarray, size: int) -> torch.Tensor:
+    """A pixel mask (uint8 or bool [H, W], nonzero = paint) -> [1, 1, size, size] in {0, 1}; any
+    touched latent cell counts, so the model repaints the whole footprint of the stroke."""
+    m = torch.from_numpy(np.asarray(mask, dtype=np.float32) / (255.0 if np.asarray(mask).dtype == np.uint8 else 1.0))
+    m = torch.nn.functional.adaptive_max_pool2d(m[None, None], size)
+    return (m > 0.5).float()

