@@ -144,7 +144,7 @@ class TextEncoder:
 def rgba_to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [B, H, W, 4] straight alpha -> float [B, 4, H, W] in [-1, 1], colour premultiplied so
     a transparent pixel has one value whatever colour it nominally had."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div(255).permute(0, 3, 1, 2)
     x = torch.cat([x[:, :3] * x[:, 3:], x[:, 3:]], 1)
     return x * 2 - 1
 
@@ -196,12 +196,18 @@ class BuiltinModel:
         cfg = BuiltinConfig.from_json(json.loads((folder / CONFIG_NAME).read_text()))
 
         def module(kind, name):
+            import inspect
+
             sub = folder / name
-            if (sub / INT8_WEIGHTS).exists():
-                model = kind.from_config(kind.load_config(sub))
-                model.load_state_dict(load_int8(sub / INT8_WEIGHTS))
-                return model
-            return kind.from_pretrained(sub)
+            if not (sub / INT8_WEIGHTS).exists():
+                return kind.from_pretrained(sub)
+            # Only the constructor's own keys: diffusers records derived ones (AutoencoderTiny's
+            # block_out_channels) and would warn about them on every start.
+            accepted = inspect.signature(kind.__init__).parameters
+            config = {k: v for k, v in kind.load_config(sub).items() if k in accepted}
+            model = kind.from_config(config)
+            model.load_state_dict(load_int8(sub / INT8_WEIGHTS))
+            return model
 
         return cls(cfg, module(AutoencoderTiny, "autoencoder"), module(UNet2DConditionModel, "unet"),
                    TextEncoder.load(folder / "text_encoder"),
@@ -224,13 +230,17 @@ class BuiltinModel:
     def conditioning(self, task: str, batch: int, image: np.ndarray | None = None,
                      mask: np.ndarray | None = None) -> torch.Tensor:
         """The condition latent, mask and edit flag channels for one task (see the module doc)."""
-        c, s = self.cfg.latent_channels, self.cfg.latent_size
-        cond = torch.zeros(batch, c + 2, s, s, device=self.device)
+        c = self.cfg.latent_channels
+        if image is not None:
+            h, w = image.shape[0] // 8, image.shape[1] // 8
+        else:
+            h = w = self.cfg.latent_size
+        cond = torch.zeros(batch, c + 2, h, w, device=self.device)
         if task == "generate":
             cond[:, c] = 1
         elif task == "inpaint":
             latent = self.encode(image[None])
-            small = latent_mask(mask, s).to(self.device)
+            small = latent_mask(mask, (h, w)).to(self.device)
             cond[:, :c] = latent * (1 - small)
             cond[:, c] = small
         elif task == "edit":
@@ -245,9 +255,16 @@ class BuiltinModel:
     @torch.no_grad()
     def sample(self, prompt: str, task: str = "generate", *, image: np.ndarray | None = None,
                mask: np.ndarray | None = None, steps: int | None = None, guidance: float | None = None,
-               seed: int = 0, batch: int = 1, negative_prompt: str = "",
-               callback: Callable[[int, int, torch.Tensor], None] | None = None) -> tuple[np.ndarray, dict]:
-        """RGBA uint8 [batch, size, size, 4] and stage timings. `image`/`mask`: uint8 arrays at native size."""
+               seed: int = 0, batch: int = 1, negative_prompt: str = "", strength: float = 1.0,
+               callback: Callable[[int, int, torch.Tensor], None] | None = None,
+               cancelled: Callable[[], bool] | None = None) -> tuple[np.ndarray, dict]:
+        """RGBA uint8 [batch, H, W, 4] and stage timings. `image` (uint8 RGBA [H, W, 4]) and `mask`
+        (uint8 [H, W]) share one size, a multiple of 32 px; text to image runs at the native size.
+
+        `strength` below 1 starts from `image` part-way along the path (image to image), so all
+        `steps` still run, over the last `strength` of it. `cancelled` is asked between steps;
+        when it says yes, sampling stops and None is returned in place of the images.
+        """
         steps = steps or self.cfg.steps
         guidance = self.cfg.guidance if guidance is None else guidance
         timings = {}
@@ -259,12 +276,21 @@ class BuiltinModel:
         tokens, pooled = self.text([prompt] * batch + ([negative_prompt] * batch if use_cfg else []))
         tokens, pooled = tokens.to(self.device), pooled.to(self.device)
         generator = torch.Generator("cpu").manual_seed(seed)
-        c, s = self.cfg.latent_channels, self.cfg.latent_size
-        x = torch.randn(batch, c, s, s, generator=generator).to(self.device)
+        c = self.cfg.latent_channels
+        h, w = cond.shape[-2:]
+        x = torch.randn(batch, c, h, w, generator=generator).to(self.device)
         scheduler = self.scheduler
-        scheduler.set_timesteps(steps, device=self.device)
+        strength = min(1.0, max(0.0, float(strength)))
+        if strength < 1.0 and image is not None:
+            start_latent = self.encode(image[None])
+            x = (1 - strength) * start_latent + strength * x
+        # Evenly spaced times from `strength` down, Euler steps on the straight path.
+        sigmas = np.linspace(strength, strength / steps, steps).tolist() if strength > 0 else [1e-3]
+        scheduler.set_timesteps(sigmas=sigmas, device=self.device)
         start = time.perf_counter()
         for i, t in enumerate(scheduler.timesteps):
+            if cancelled is not None and cancelled():
+                return None, timings
             model_in = torch.cat([x, cond], 1)
             if use_cfg:
                 model_in = torch.cat([model_in, model_in])
@@ -303,8 +329,8 @@ def load_int8(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def latent_mask(mask: np.ndarray, size: int) -> torch.Tensor:
-    """A pixel mask (uint8 or bool [H, W], nonzero = paint) -> [1, 1, size, size] in {0, 1}; any
+def latent_mask(mask: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
+    """A pixel mask (uint8 or bool [H, W], nonzero = paint) -> [1, 1, h, w] in {0, 1}; any
     touched latent cell counts, so the model repaints the whole footprint of the stroke."""
     m = torch.from_numpy(np.asarray(mask, dtype=np.float32) / (255.0 if np.asarray(mask).dtype == np.uint8 else 1.0))
     m = torch.nn.functional.adaptive_max_pool2d(m[None, None], size)

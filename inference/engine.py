@@ -18,7 +18,7 @@ from PIL import Image
 from inference import compositing
 from inference.backends import diffusers_backend as backend
 from inference.device import dtype_name, pick_device, pick_dtype
-from inference.models.store import estimate_bytes
+from inference.models.store import estimate_bytes, locate
 from inference.jobs import (
     BadInput,
     Cancelled,
@@ -95,7 +95,7 @@ class Engine:
         while len(self._cache) >= self.max_models:
             self._evict_oldest()
         self._make_room(estimate_bytes(ref) + self.reserve_bytes, device)
-        loaded = backend.load(ref, device, dtype_key)
+        loaded = _load(ref, device, dtype_key)
         self._cache[key] = loaded
         return loaded, True
 
@@ -162,6 +162,8 @@ class Engine:
         if cancelled():
             raise Cancelled()
 
+        loaded_backend = _backend_of(loaded)
+        multiple = getattr(loaded, "multiple", 8)
         preset = loaded.preset
         steps = job.steps or preset.steps
         guidance = preset.guidance if job.guidance is None else job.guidance
@@ -170,7 +172,7 @@ class Engine:
         preview_box: list[tuple[int, int, int, int] | None] = [None]
 
         def on_step(step: int, total: int, latents: Any) -> None:
-            preview = backend.preview(loaded, latents)
+            preview = loaded_backend.preview(loaded, latents)
             elapsed = time.perf_counter() - denoise_start[0]
             on_progress(Progress(job_id, step, total, elapsed, preview, box=preview_box[0]))
 
@@ -187,12 +189,12 @@ class Engine:
 
         def call(task: str, **kwargs: Any) -> tuple[Image.Image, dict[str, float]]:
             denoise_start[0] = time.perf_counter()
-            return backend.run(loaded, task, {**common, **kwargs}, steps, on_step, cancelled, scheduler)
+            return loaded_backend.run(loaded, task, {**common, **kwargs}, steps, on_step, cancelled, scheduler)
 
         composite_seconds = 0.0
         if isinstance(job, Generate):
             width, height = job.width or loaded.native, job.height or loaded.native
-            run_w, run_h = _round_up(width, 8), _round_up(height, 8)
+            run_w, run_h = _round_up(width, multiple), _round_up(height, multiple)
             if loaded.in_channels == 9:
                 grey = Image.new("RGB", (run_w, run_h), (127, 127, 127))
                 white = Image.new("L", (run_w, run_h), 255)
@@ -204,7 +206,7 @@ class Engine:
         elif isinstance(job, (Vary, Edit)):
             # Whole-image kinds run at the model's resolution and come back at the asked size.
             source = _rgb(job.image)
-            run_w, run_h = compositing.model_size(source.width, source.height, loaded.native)
+            run_w, run_h = compositing.model_size(source.width, source.height, loaded.native, multiple)
             width, height = job.width or source.width, job.height or source.height
             model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
             if isinstance(job, Edit):
@@ -234,7 +236,7 @@ class Engine:
                 box = (0, 0, source.width, source.height)
             else:
                 box = compositing.crop_region(source.size, bbox, options.crop_padding, loaded.native)
-            run_w, run_h = compositing.model_size(box[2] - box[0], box[3] - box[1], loaded.native)
+            run_w, run_h = compositing.model_size(box[2] - box[0], box[3] - box[1], loaded.native, multiple)
             crop = source.crop(box).resize((run_w, run_h), Image.Resampling.LANCZOS)
             # The model regenerates everything the feathered alpha touches; the blend hides the edge.
             model_mask = alpha.crop(box).point(lambda v: 255 if v > 0 else 0).resize((run_w, run_h), Image.Resampling.NEAREST)
@@ -254,6 +256,23 @@ class Engine:
             timings["composite"] = composite_seconds
         timings["total"] = time.perf_counter() - started
         return image, job.replace(**resolved), timings, loaded.info()
+
+
+def _load(ref: ModelRef, device: str, dtype: str):
+    """The backend that fits the model folder: Quickbrush's own format, or diffusers."""
+    from inference.backends import builtin_backend
+    from inference.builtin import BuiltinModel
+
+    located = locate(ref.source)
+    if located.kind in ("builtin", "folder") and BuiltinModel.is_builtin_folder(located.path):
+        if ref.loras:
+            raise BadInput("LoRAs work with Stable Diffusion models, not with the built-in model.")
+        return builtin_backend.load(ref, located.path, device)
+    return backend.load(ref, device, dtype)
+
+
+def _backend_of(loaded):
+    return getattr(loaded, "backend", backend)
 
 
 def _rgb(image: Image.Image) -> Image.Image:

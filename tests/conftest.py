@@ -88,3 +88,9 @@ def tiny_lora(tiny_sd, tmp_path_factory):
     """A rank-4 LoRA .safetensors (unet + text encoder) for `tiny_sd`; non-zero, so it changes images."""
     out = tmp_path_factory.mktemp("tiny_lora") / "tiny_lora.safetensors"
     return _tiny_models().write_lora(tiny_sd, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_builtin(tmp_path_factory):
+    """Folder of a tiny random-weight Quickbrush built-in model (int8 weights, as shipped); 32 x 32 px."""
+    return _tiny_models().build_builtin(tmp_path_factory.mktemp("tiny_builtin") / "builtin", int8=True)

@@ -507,3 +507,46 @@ def write_lora(folder: Path, out_file: Path, rank: int = 4, text_encoder: bool =
         save_directory=out_file.parent, weight_name=out_file.name, safe_serialization=True, **layers
     )
     return out_file
+
+
+# --------------------------------------------------------------------------- built-in model
+
+TINY_WORDS = ("red apple green blue heart cat kitty dog face smiling house car make it the skin darker "
+              "woman man grayscale mirror background a an of with").split()
+
+
+def tiny_static_text_encoder(dim: int = 32, seed: int = 0):
+    """A model2vec StaticModel over a 30-word vocabulary: the real class and tokenizers' WordLevel
+    model, random vectors (close words share a direction, so "kitty" is near "cat")."""
+    import numpy as np
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.normalizers import Lowercase
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = {"[UNK]": 0, "[PAD]": 1, **{w: i + 2 for i, w in enumerate(TINY_WORDS)}}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = Lowercase()
+    tokenizer.pre_tokenizer = Whitespace()
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((len(vocab), dim)).astype(np.float32)
+    vectors[vocab["kitty"]] = vectors[vocab["cat"]] + 0.1 * vectors[vocab["kitty"]]
+    return StaticModel(vectors, tokenizer, config={"normalize": True, "hidden_dim": dim}, normalize=True)
+
+
+def build_builtin(folder: Path, int8: bool = False) -> Path:
+    """A tiny random-weight Quickbrush built-in model (32 px, 4x4 latents) saved like the real one."""
+    import torch
+    from inference.builtin import BuiltinConfig, BuiltinModel, TextEncoder, build_autoencoder, build_unet
+
+    torch.manual_seed(0)
+    cfg = BuiltinConfig(size=32, text_dim=32, block_out_channels=(32, 32, 32), attention_heads=2, ae_channels=16)
+    model = BuiltinModel(cfg, build_autoencoder(cfg), build_unet(cfg), TextEncoder(tiny_static_text_encoder(32)))
+    if int8:
+        from training.export import export
+
+        export(model, Path(folder))
+    else:
+        model.save(folder)
+    return Path(folder)

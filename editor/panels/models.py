@@ -34,6 +34,7 @@ from inference.models.store import ModelInfo
 BROWSE = "\x00browse"  # item data of the "Browse…" entry
 
 TASK_LABELS = {
+    "all": "generate, inpaint and edit",
     "text2img": "text to image",
     "inpaint": "inpainting",
     "edit": "instruction edit",
@@ -72,7 +73,7 @@ def available_devices() -> list[str]:
 def _default_source(models: list[ModelInfo]) -> str:
     """What store.default_model() would say, from an already scanned list."""
     for info in models:
-        if info.task in ("text2img", "inpaint"):
+        if info.task in ("all", "text2img", "inpaint"):
             return info.source
     return store.BUILTIN
 

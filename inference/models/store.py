@@ -26,8 +26,17 @@ def models_dir() -> Path:
     return Path(override) if override else Path(user_data_dir("quickbrush", appauthor=False)) / "models"
 
 
+BUILTIN_CONFIG = "quickbrush_builtin.json"  # inference.builtin.CONFIG_NAME, without importing torch
+
+
 def builtin_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "assets" / "builtin"
+    """The model shipped inside Quickbrush; QUICKBRUSH_BUILTIN overrides it (tests, installers)."""
+    override = os.environ.get("QUICKBRUSH_BUILTIN")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "assets" / "models" / "builtin"
+
+
+def is_model_folder(path: Path) -> bool:
+    return (path / "model_index.json").exists() or (path / BUILTIN_CONFIG).exists()
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class ModelInfo:
     name: str
     source: str  # what goes into ModelRef.source
     where: str  # "builtin" | "folder" | "file" | "hub-cache"
-    task: str  # "text2img" | "inpaint" | "edit" | "lora" | "unknown"
+    task: str  # "all" (the built-in model) | "text2img" | "inpaint" | "edit" | "lora" | "unknown"
     pipeline: str = ""
 
 
@@ -57,17 +66,17 @@ def locate(source: str) -> Located:
     if not source:
         raise ModelMissing("No model chosen.")
     if source == BUILTIN:
-        if not (builtin_dir() / "model_index.json").exists():
+        if not is_model_folder(builtin_dir()):
             raise ModelMissing(
                 "The built-in model is not installed in this copy of Quickbrush.",
                 f"Looked in {builtin_dir()}. Choose a model with --model, or put one in {models_dir()}.",
             )
-        return Located("folder", str(builtin_dir()))
+        return Located("builtin", str(builtin_dir()))
     path = Path(source).expanduser()
     if not path.exists() and not path.is_absolute() and (models_dir() / source).exists():
         path = models_dir() / source
     if path.is_dir():
-        if not (path / "model_index.json").exists():
+        if not is_model_folder(path):
             raise ModelMissing(
                 f"{path.name} is not a diffusers model folder.",
                 f"{path} has no model_index.json. Point to the folder that contains model_index.json, "
@@ -93,6 +102,9 @@ def _task_from_index(index: dict) -> str:
 
 
 def _folder_info(path: Path, where: str, name: str | None = None) -> ModelInfo | None:
+    if (path / BUILTIN_CONFIG).exists():
+        return ModelInfo(name or path.name, str(path) if name != BUILTIN else BUILTIN, where, "all",
+                         "QuickbrushBuiltin")
     try:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -123,14 +135,14 @@ def _file_info(path: Path) -> ModelInfo:
 def list_models(include_hub_cache: bool = True) -> list[ModelInfo]:
     """Every model usable offline: built-in, Quickbrush's models folder, and the Hub cache."""
     found: list[ModelInfo] = []
-    if (builtin_dir() / "model_index.json").exists():
+    if is_model_folder(builtin_dir()):
         info = _folder_info(builtin_dir(), "builtin", BUILTIN)
         if info:
             found.append(info)
     root = models_dir()
     if root.is_dir():
         for entry in sorted(root.iterdir()):
-            if entry.is_dir() and (entry / "model_index.json").exists():
+            if entry.is_dir() and is_model_folder(entry):
                 info = _folder_info(entry, "folder")
                 if info:
                     found.append(info)
@@ -165,7 +177,7 @@ def _hub_cache_models() -> list[ModelInfo]:
 def default_model() -> str:
     """The model a job uses when none is named: built-in if present, else the first installed."""
     for info in list_models():
-        if info.task in ("text2img", "inpaint"):
+        if info.task in ("all", "text2img", "inpaint"):
             return info.source
     return BUILTIN
 

@@ -1,0 +1,189 @@
+"""The built-in model: save/load (int8 as shipped), the three tasks, image to image, cancelling,
+and every job kind through the engine, on a tiny random-weight model the tests build."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inference import builtin
+from inference.builtin import BuiltinModel, latent_mask, load_int8, rgba_to_tensor, tensor_to_rgba
+from inference.engine import Engine
+from inference.jobs import BadInput, Edit, Generate, Inpaint, LoraRef, ModelRef, Vary
+from inference.models import store
+
+
+@pytest.fixture(scope="module")
+def model(tiny_builtin):
+    return BuiltinModel.load(tiny_builtin)
+
+
+def emoji(size=32, colour=(230, 40, 40)):
+    """A filled circle on transparency, like an emoji."""
+    y, x = np.mgrid[0:size, 0:size]
+    inside = (x - size / 2 + 0.5) ** 2 + (y - size / 2 + 0.5) ** 2 < (size * 0.4) ** 2
+    image = np.zeros((size, size, 4), np.uint8)
+    image[inside] = (*colour, 255)
+    return image
+
+
+def test_rgba_conversion_round_trips_and_premultiplies():
+    image = emoji()
+    image[0, 0] = (10, 200, 30, 0)  # a transparent pixel with a nominal colour
+    x = rgba_to_tensor(image[None])
+    assert x.shape == (1, 4, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert torch.all(x[0, :3, 0, 0] == -1), "transparent pixels have no colour once premultiplied"
+    back = tensor_to_rgba(x)[0]
+    assert np.array_equal(back[image[..., 3] == 255], image[image[..., 3] == 255])
+
+
+def test_int8_export_is_smaller_and_loads_back_close_to_float(tmp_path):
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    import tiny_models
+
+    fp32 = tiny_models.build_builtin(tmp_path / "fp32", int8=False)
+    int8 = tiny_models.build_builtin(tmp_path / "int8", int8=True)
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*.safetensors"))  # noqa: E731
+    assert size(int8) < 0.4 * size(fp32)
+    a, b = BuiltinModel.load(fp32), BuiltinModel.load(int8)
+    for name, weight in a.unet.state_dict().items():
+        other = b.unet.state_dict()[name]
+        assert torch.allclose(weight, other, atol=float(weight.abs().max()) / 100 + 1e-3), name
+    out_a, _ = a.sample("red apple", seed=1)
+    out_b, _ = b.sample("red apple", seed=1)
+    assert np.abs(out_a.astype(int) - out_b.astype(int)).mean() < 6
+    configs = "".join(p.read_text() for p in int8.rglob("*.json"))
+    assert str(tmp_path) not in configs and "/root" not in configs and "site-packages" not in configs
+    assert json.loads((int8 / builtin.CONFIG_NAME).read_text())["int8"] is True
+
+
+def test_load_int8_dequantises_per_channel(tmp_path):
+    from safetensors.torch import save_file
+
+    from training.export import quantize_state_dict
+
+    weight = torch.randn(8, 4, 3, 3) * torch.arange(1, 9).view(8, 1, 1, 1)
+    save_file(quantize_state_dict({"w": weight, "b": torch.randn(8)}), tmp_path / "q.safetensors")
+    back = load_int8(tmp_path / "q.safetensors")
+    per_channel = (back["w"] - weight).abs().amax((1, 2, 3)) / weight.abs().amax((1, 2, 3))
+    assert back["w"].dtype == torch.float32 and torch.all(per_channel <= 0.5 / 127 + 1e-6)
+
+
+def test_each_task_gives_rgba_at_the_native_size_and_seeds_repeat(model):
+    image, mask = emoji(), np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 255
+    for task in ("generate", "inpaint", "edit"):
+        out, timings = model.sample("red apple", task, image=image, mask=mask, seed=5)
+        again, _ = model.sample("red apple", task, image=image, mask=mask, seed=5)
+        assert out.shape == (1, 32, 32, 4) and out.dtype == np.uint8, task
+        assert np.array_equal(out, again), f"{task}: the same seed gives the same pixels"
+        assert set(timings) == {"encode_s", "denoise_s", "decode_s"}
+    # A random decoder draws mostly transparency: compare seeds on the final latents.
+    finals = []
+    for seed in (5, 6):
+        model.sample("red apple", seed=seed, steps=1, callback=lambda i, n, x: finals.append(x.clone()))
+    assert not torch.equal(finals[0], finals[1])
+
+
+def test_inpaint_keeps_the_latent_outside_the_mask(model):
+    image, mask = emoji(), np.zeros((32, 32), np.uint8)
+    mask[:16, :16] = 255
+    cond = model.conditioning("inpaint", 1, image, mask)
+    c = model.cfg.latent_channels
+    small = latent_mask(mask, (4, 4))[0, 0]
+    assert torch.equal(cond[0, c], small) and small.sum() == 4
+    seen = []
+    model.sample("red apple", "inpaint", image=image, mask=mask, steps=2,
+                 callback=lambda i, n, x: seen.append(x.clone()))
+    source = model.encode(image[None])
+    final = seen[-1] * small + source * (1 - small)  # what sample() decodes
+    assert torch.allclose((final - source)[..., small == 0], torch.zeros(1))
+
+
+def test_strength_zero_gives_back_the_image_and_cancel_stops(model):
+    image = emoji()
+    out, _ = model.sample("", "generate", image=image, strength=0.0, steps=1)
+    decoded = model.decode(model.encode(image[None]))
+    assert np.abs(out.astype(int) - decoded.astype(int)).max() <= 2
+    calls = []
+    result, _ = model.sample("red apple", steps=4, cancelled=lambda: len(calls) >= 2,
+                             callback=lambda i, n, x: calls.append(i))
+    assert result is None and calls == [1, 2]
+
+
+def test_text_encoder_puts_similar_words_close(model):
+    tokens, pooled = model.text(["cat", "kitty", "car", ""])
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(pooled[0], pooled[1], 0) > cos(pooled[0], pooled[2], 0)
+    assert torch.all(pooled[3] == 0) and torch.all(tokens[3] == 0), "the empty prompt is the null condition"
+
+
+# --------------------------------------------------------------------------- through the engine
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = Engine(max_models=2)
+    yield e
+    e.unload()
+
+
+def run(engine, job):
+    progress = []
+    image, resolved, timings, info = engine.run(1, job, progress.append, lambda: False)
+    return image, resolved, timings, info, progress
+
+
+def common(model, **kw):
+    return dict(prompt="red apple", model=ModelRef(str(model)), steps=2, seed=3, **kw)
+
+
+def test_engine_generates_transparent_images_at_native_and_asked_sizes(engine, tiny_builtin):
+    image, resolved, timings, info, progress = run(engine, Generate(**common(tiny_builtin)))
+    assert image.size == (32, 32) and image.mode == "RGBA"
+    assert info["pipeline"] == "QuickbrushBuiltin" and resolved.steps == 2
+    assert resolved.scheduler == "FlowMatchEulerDiscreteScheduler"
+    assert [p.step for p in progress] == [1, 2]
+    image, *_ = run(engine, Generate(width=50, height=70, **common(tiny_builtin)))
+    assert image.size == (50, 70)
+
+
+def test_engine_inpaint_changes_only_the_masked_area(engine, tiny_builtin):
+    y, x = np.mgrid[0:48, 0:64]
+    photo = Image.fromarray(np.stack([x * 3, y * 4, 100 + 0 * x], -1).astype("uint8"))
+    mask = Image.new("L", photo.size, 0)
+    mask.paste(255, (20, 10, 40, 30))
+    image, *_ = run(engine, Inpaint(image=photo, mask=mask, **common(tiny_builtin)))
+    assert image.size == photo.size and image.mode == "RGB"
+    before, after = np.asarray(photo), np.asarray(image)
+    far = np.ones(photo.size[::-1], bool)
+    far[0:40, 10:50] = False
+    assert np.array_equal(before[far], after[far])
+
+
+def test_engine_edit_and_vary(engine, tiny_builtin):
+    source = Image.fromarray(emoji(40), "RGBA")
+    edited, resolved, *_ = run(engine, Edit(image=source, **common(tiny_builtin)))
+    assert edited.size == (40, 40)
+    varied, *_ = run(engine, Vary(image=source.convert("RGB"), strength=0.5, **common(tiny_builtin)))
+    assert varied.size == (40, 40) and varied.mode == "RGB"
+
+
+def test_engine_refuses_loras_and_other_schedulers_clearly(engine, tiny_builtin, tiny_lora):
+    with pytest.raises(BadInput, match="LoRA"):
+        run(engine, Generate(prompt="x", model=ModelRef(str(tiny_builtin), loras=(LoraRef(str(tiny_lora)),))))
+    with pytest.raises(BadInput, match="scheduler"):
+        run(engine, Generate(scheduler="euler", **common(tiny_builtin)))
+
+
+def test_builtin_is_found_listed_and_the_default(monkeypatch, tiny_builtin, tmp_path):
+    monkeypatch.setenv("QUICKBRUSH_BUILTIN", str(tiny_builtin))
+    monkeypatch.setenv("QUICKBRUSH_MODELS", str(tmp_path / "empty"))
+    located = store.locate(store.BUILTIN)
+    assert located.kind == "builtin" and located.path == str(tiny_builtin)
+    listed = store.list_models(include_hub_cache=False)
+    assert [(m.source, m.task) for m in listed] == [(store.BUILTIN, "all")]
+    assert store.default_model() == store.BUILTIN
