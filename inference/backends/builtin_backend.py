@@ -5,6 +5,7 @@ cancelling and timings work the same whichever model the designer picked.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inference.builtin import BuiltinModel
+from inference.builtin import CONFIG_NAME, BuiltinModel
 from inference.device import dtype_name, pick_device
 from inference.jobs import BadInput, Cancelled, ModelMissing, ModelRef
 from inference.models.presets import Preset
@@ -40,6 +41,7 @@ class Loaded:
     scheduler_class: str = "FlowMatchEulerDiscreteScheduler"
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "torch"  # or "onnxruntime"
 
     @property
     def task(self) -> str:
@@ -53,25 +55,35 @@ class Loaded:
 
     def info(self) -> dict[str, Any]:
         return {"family": self.family, "task": self.task, "native": self.native, "preset": self.preset.name,
-                "device": self.device, "dtype": dtype_name(self.dtype), "pipeline": "QuickbrushBuiltin"}
+                "device": self.device, "dtype": dtype_name(self.dtype), "pipeline": "QuickbrushBuiltin",
+                "runtime": self.runtime}
 
 
 def load(ref: ModelRef, folder: str, device: str | None = None) -> Loaded:
+    """The ONNX graphs when the folder has them (what ships: fast to load, no diffusers import),
+    else the torch modules (a training checkpoint, or a GPU device asked for)."""
     from inference.backends.diffusers_backend import folder_fingerprint
+    from inference.builtin_onnx import OnnxBuiltin, has_onnx
 
     started = time.perf_counter()
     device = pick_device(device)
     try:
-        model = BuiltinModel.load(folder, device=device)
+        if has_onnx(folder) and device == "cpu":
+            model = OnnxBuiltin(folder)
+            runtime = "onnxruntime"
+        else:
+            model = BuiltinModel.load(folder, device=device)
+            runtime = "torch"
     except Exception as exc:
         raise ModelMissing(f"The built-in model in {Path(folder).name} could not be loaded: {exc}", repr(exc)) from exc
-    cfg = model.cfg
-    nbytes = sum(p.numel() * p.element_size() for m in (model.unet, model.autoencoder) for p in m.parameters())
-    preset = Preset("quickbrush-builtin", (), None, steps=cfg.steps, guidance=cfg.guidance, max_steps=8,
-                    image_guidance=1.0)
-    return Loaded(ref=ref, pipe=model, native=cfg.size, preset=preset, device=device, dtype=torch.float32,
+    cfg = json.loads((Path(folder) / CONFIG_NAME).read_text())
+    nbytes = sum(f.stat().st_size for f in Path(folder).rglob("*.onnx")) * 4 if runtime == "onnxruntime" else sum(
+        p.numel() * p.element_size() for m in (model.unet, model.autoencoder) for p in m.parameters())
+    preset = Preset("quickbrush-builtin", (), None, steps=int(cfg["steps"]), guidance=float(cfg["guidance"]),
+                    max_steps=8, image_guidance=1.0)
+    return Loaded(ref=ref, pipe=model, native=int(cfg["size"]), preset=preset, device=device, dtype=torch.float32,
                   nbytes=nbytes, sha256=folder_fingerprint(folder), load_seconds=time.perf_counter() - started,
-                  scheduler_config=dict(model.scheduler.config))
+                  runtime=runtime)
 
 
 def _rgba(image: Image.Image) -> np.ndarray:

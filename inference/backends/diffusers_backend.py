@@ -23,7 +23,7 @@ from PIL import Image
 from inference.device import dtype_name, pick_device, pick_dtype
 from inference.jobs import BadInput, Cancelled, JobError, ModelMissing, ModelRef, NetworkUnavailable
 from inference.models.presets import SCHEDULERS, Preset, match_preset, with_steps_from_name
-from inference.models.store import Located, locate
+from inference.models.store import locate
 from inference.previews import latents_to_preview
 
 StepCallback = Callable[[int, int, "torch.Tensor | None"], None]

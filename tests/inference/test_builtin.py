@@ -187,3 +187,70 @@ def test_builtin_is_found_listed_and_the_default(monkeypatch, tiny_builtin, tmp_
     listed = store.list_models(include_hub_cache=False)
     assert [(m.source, m.task) for m in listed] == [(store.BUILTIN, "all")]
     assert store.default_model() == store.BUILTIN
+
+
+# --------------------------------------------------------------------------- the ONNX runtime (what ships)
+
+
+def test_onnx_graphs_match_the_torch_model(tiny_builtin, model):
+    from inference.builtin_onnx import OnnxBuiltin, has_onnx
+
+    assert has_onnx(tiny_builtin)
+    onnx_model = OnnxBuiltin(tiny_builtin, threads=1)
+    tokens, pooled = onnx_model.text(["red apple", "kitty", ""])
+    t_tokens, t_pooled = model.text(["red apple", "kitty", ""])
+    assert np.allclose(tokens, t_tokens.numpy(), atol=1e-6) and np.allclose(pooled, t_pooled.numpy(), atol=1e-6)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, model.cfg.in_channels, 4, 4)).astype(np.float32)
+    t = np.array([900.0, 100.0], np.float32)
+    v = onnx_model.unet.run(None, {"x": x, "t": t, "tokens": tokens[:2], "pooled": pooled[:2]})[0]
+    with torch.no_grad():
+        v_torch = model.unet(torch.from_numpy(x), torch.from_numpy(t), t_tokens[:2], class_labels=t_pooled[:2]).sample
+    assert np.allclose(v, v_torch.numpy(), atol=2e-3)  # int8 re-quantised, float32 kernels differ
+    image = emoji()
+    assert np.allclose(onnx_model.encode(image[None]), model.encode(image[None]).numpy(), atol=1e-4)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[3:9, 20:31] = 255
+    assert np.array_equal(__import__("inference.builtin_onnx", fromlist=["x"]).latent_mask(mask, (4, 4)),
+                          latent_mask(mask, (4, 4)).numpy())
+
+
+def test_onnx_sampler_tasks_seeds_and_cancel(tiny_builtin):
+    from inference.builtin_onnx import OnnxBuiltin
+
+    onnx_model = OnnxBuiltin(tiny_builtin, threads=1)
+    image, mask = emoji(), np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 255
+    for task in ("generate", "inpaint", "edit"):
+        finals = []
+        for _ in range(2):
+            out, _ = onnx_model.sample("red apple", task, image=image, mask=mask, seed=4,
+                                       callback=lambda i, n, x: finals.append(x.copy()))
+            assert out.shape == (1, 32, 32, 4) and out.dtype == np.uint8
+        assert np.array_equal(finals[3], finals[7]), f"{task}: a seed repeats exactly"
+    result, _ = onnx_model.sample("red apple", cancelled=lambda: True)
+    assert result is None
+
+
+def test_the_shipped_runtime_does_not_import_diffusers(tiny_builtin):
+    import subprocess
+    import sys
+
+    code = ("import sys; from inference.builtin_onnx import OnnxBuiltin; "
+            f"OnnxBuiltin({str(tiny_builtin)!r}).sample('red apple'); "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.stdout.strip() == "[]"
+
+
+def test_engine_uses_onnxruntime_for_the_shipped_layout_and_torch_otherwise(engine, tiny_builtin, tmp_path):
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    import tiny_models
+
+    *_, info, _ = run(engine, Generate(**common(tiny_builtin)))
+    assert info["runtime"] == "onnxruntime"
+    torch_only = tiny_models.build_builtin(tmp_path / "torch-only", int8=False)
+    *_, info, _ = run(engine, Generate(**common(torch_only)))
+    assert info["runtime"] == "torch"
