@@ -68,7 +68,7 @@ def _augment(batch: torch.Tensor) -> torch.Tensor:
 
 
 def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: int, batch: int = 32,
-                      lr: float = 1e-3, minutes: float | None = None) -> torch.nn.Module:
+                      lr: float = 1e-3, minutes: float | None = None, crop: int | None = 64) -> torch.nn.Module:
     """Reconstruction (L1 + MSE on premultiplied RGBA) with a light latent penalty, resumable."""
     ckpt = run / "autoencoder.pt"
     ae = build_autoencoder(cfg)
@@ -85,6 +85,10 @@ def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: 
     while step < steps and time.monotonic() < deadline:
         idx = np.random.randint(0, len(images), batch)
         x = _augment(rgba_to_tensor(images[idx]))
+        if crop and crop < x.shape[-1]:
+            # Random crops: the autoencoder is convolutional, and a 64 px crop costs a quarter.
+            top, left = np.random.randint(0, x.shape[-1] - crop + 1, 2) // 8 * 8
+            x = x[..., top : top + crop, left : left + crop]
         z = ae.encode(x).latents
         y = ae.decode(z).sample
         loss = F.l1_loss(y, x) + F.mse_loss(y, x)
@@ -150,16 +154,23 @@ def synthetic_edit(image: np.ndarray, rng: random.Random) -> tuple[np.ndarray, s
     return image, "remove the background"  # the source gets the background (see build_edit_set)
 
 
-def build_edit_set(images: np.ndarray, captions: np.ndarray, pairs: list[tuple[int, int, str]], count: int,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def build_edit_set(images: np.ndarray, pairs: list[tuple[int, int, str]], synthetic: int,
+                   per_instruction: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Source images, target images and instructions: the data's own pairs (skin tone, gender,
-    colour family) plus synthetic edits, `count` in all."""
+    colour family) plus `synthetic` edits with exact targets."""
     rng = random.Random(seed)
     sources, targets, texts = [], [], []
+    # At most `per_instruction` of each: skin tones alone give tens of thousands of pairs and
+    # would drown the colour, gender and synthetic instructions.
+    by_text: dict[str, list[tuple[int, int]]] = {}
     for i, j, text in pairs:
-        sources.append(images[i])
-        targets.append(images[j])
-        texts.append(text)
+        by_text.setdefault(text, []).append((i, j))
+    for text, items in sorted(by_text.items()):
+        for i, j in rng.sample(items, min(per_instruction, len(items))):
+            sources.append(images[i])
+            targets.append(images[j])
+            texts.append(text)
+    count = len(texts) + synthetic
     while len(texts) < count:
         i = rng.randrange(len(images))
         target, text = synthetic_edit(images[i], rng)
@@ -342,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     text = distill_text_encoder(data.cache_dir() / "text_encoder")
     stages = ["autoencoder", "flow", "export"] if args.stage == "all" else [args.stage]
     if "autoencoder" in stages:
-        train_autoencoder(ds.images[train], cfg, run, steps=args.steps or (200 if args.tiny else 4000),
-                          batch=args.batch, minutes=args.minutes)
+        train_autoencoder(ds.images[train], cfg, run, steps=args.steps or (200 if args.tiny else 20000),
+                          batch=args.batch, minutes=args.minutes, crop=None if args.tiny else 64)
     if "flow" in stages:
         ae = build_autoencoder(cfg)
         ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
@@ -352,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             raw = encode_all(ae, ds.images[train])
             std = float(raw.std())
             train_pairs = [(i, j, t) for i, j, t in pairs if ds.split[i] == "train" and ds.split[j] == "train"]
-            src, dst, instructions = build_edit_set(ds.images, ds.captions, train_pairs,
-                                                    count=max(len(train_pairs), len(train) // 2))
+            src, dst, instructions = build_edit_set(ds.images, train_pairs, synthetic=len(train) // 2)
             edits = (encode_all(ae, src) / std, encode_all(ae, dst) / std, instructions)
             torch.save({"latents": raw / std, "edits": edits}, latents_file)
             (run / "latents.json").write_text(json.dumps({"latent_std": std}))

@@ -1,0 +1,313 @@
+"""How good is the built-in model? Measured against real emoji it never saw.
+
+1. A small CNN classifier learns the Unicode emoji subgroup (about 100 classes: face-smiling,
+   animal-mammal, food-fruit, ...) from the *training* images of every source. Its accuracy on the
+   real held-out images (captions the generator never saw, every source) is the reference.
+2. For every held-out caption the model generates one image (1, 2 and 4 steps); the classifier
+   says whether it shows the right subgroup and group. Reported as a fraction of the reference.
+3. Fréchet distance on the classifier's penultimate features: generated against real held-out
+   images, beside the distance between two halves of the real held-out set (the floor).
+4. Inpainting: the middle of held-out images is masked and repainted from the caption; accuracy of
+   the classifier on the result (against the same masked images filled with grey, and the originals).
+5. Edits: "make it <colour>" on held-out images: how far the hue of coloured pixels moves to the
+   asked hue, and how much the alpha (the shape) changes.
+
+Prints JSON and writes a contact sheet (prompts by steps, inpaint and edit examples) that a person
+should look at:
+
+    python benchmarks/builtin_quality.py                       # assets/models/builtin
+    python benchmarks/builtin_quality.py --model DIR --sheet artifacts/quality.png --runtime torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CLASSIFIER_SIZE = 64
+BARS = {"subgroup_4": 0.85, "group_4": 0.95, "subgroup_1": 0.70}
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def _flatten(rgba: np.ndarray) -> np.ndarray:
+    """RGBA uint8 [N, H, W, 4] -> float [N, 3, 64, 64] on white, as a person sees them."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.array(rgba, np.float32) / 255).permute(0, 3, 1, 2)
+    rgb = x[:, :3] * x[:, 3:] + (1 - x[:, 3:])
+    if rgb.shape[-1] != CLASSIFIER_SIZE:
+        rgb = F.interpolate(rgb, size=CLASSIFIER_SIZE, mode="area")
+    return rgb * 2 - 1
+
+
+def _net(classes: int):
+    import torch.nn as nn
+
+    def block(i, o):
+        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(),
+                             nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
+
+    features = nn.Sequential(block(3, 32), block(32, 64), block(64, 128), block(128, 192),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(features, nn.Dropout(0.3), nn.Linear(192, classes))
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, classes: int, epochs: int = 12, seed: int = 0):
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    net = _net(classes)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=5e-4)
+    x_all = _flatten(images)
+    y_all = torch.from_numpy(labels).long()
+    steps = epochs * ((len(x_all) + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x_all))
+        for i in range(0, len(order), 128):
+            idx = order[i : i + 128]
+            x = x_all[idx]
+            flip = torch.rand(len(x)) < 0.5
+            x[flip] = x[flip].flip(-1)
+            shift = np.random.randint(-4, 5, 2)
+            x = torch.roll(x, tuple(int(s) for s in shift), (2, 3))
+            loss = F.cross_entropy(net(x), y_all[idx], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return net.eval()
+
+
+def predict(net, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class predictions and penultimate features."""
+    import torch
+
+    preds, feats = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), 256):
+            f = net[0](_flatten(images[i : i + 256]))
+            feats.append(f.numpy())
+            preds.append(net[2](f).argmax(1).numpy())
+    return np.concatenate(preds), np.concatenate(feats)
+
+
+def frechet(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
+
+
+# --------------------------------------------------------------------------- models
+
+
+def load_model(folder: Path, runtime: str):
+    if runtime == "onnx":
+        from inference.builtin_onnx import OnnxBuiltin
+
+        return OnnxBuiltin(folder)
+    from inference.builtin import BuiltinModel
+
+    return BuiltinModel.load(folder)
+
+
+def generate(model, captions: list[str], steps: int) -> np.ndarray:
+    return np.concatenate([model.sample(c, steps=steps, seed=i)[0] for i, c in enumerate(captions)])
+
+
+def hue_of(rgba: np.ndarray) -> np.ndarray:
+    """Mean hue (as a unit vector angle) of opaque, saturated pixels per image; NaN if none."""
+    out = []
+    for image in rgba:
+        rgb = image[..., :3].reshape(-1, 3) / 255
+        keep = (image[..., 3].reshape(-1) > 200) & (rgb.max(1) - rgb.min(1) > 0.25)
+        if keep.sum() < 20:
+            out.append(np.nan)
+            continue
+        hues = np.array([colorsys.rgb_to_hsv(*p)[0] for p in rgb[keep][::4]]) * 2 * np.pi
+        out.append(np.arctan2(np.sin(hues).mean(), np.cos(hues).mean()) / (2 * np.pi) % 1)
+    return np.array(out)
+
+
+def hue_distance(a, b):
+    d = np.abs(a - b) % 1
+    return np.minimum(d, 1 - d)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "assets" / "models" / "builtin")
+    parser.add_argument("--runtime", choices=["onnx", "torch"], default="onnx")
+    parser.add_argument("--dataset", type=Path, default=None, help="dataset-<size>.npz (default: prepare it)")
+    parser.add_argument("--captions", type=int, default=0, help="evaluate only this many held-out captions")
+    parser.add_argument("--sheet", type=Path, default=ROOT / "artifacts" / "builtin_quality.png")
+    parser.add_argument("--classifier-epochs", type=int, default=12)
+    args = parser.parse_args()
+    import torch
+
+    from training import data
+
+    started = time.time()
+    torch.manual_seed(0)
+    np.random.seed(0)
+    path = args.dataset or data.prepare(size=json.loads((args.model / "quickbrush_builtin.json").read_text())["size"])
+    ds = data.load(path)
+    classes = sorted(set(ds.subgroup))
+    groups = sorted(set(ds.group))
+    sub_id = {c: i for i, c in enumerate(classes)}
+    group_of = {s: g for s, g in zip(ds.subgroup, ds.group)}
+    y = np.array([sub_id[s] for s in ds.subgroup])
+    train, held = ds.train_indices(), ds.heldout_indices()
+
+    # The classifier is cached beside the data, keyed by the dataset file and its settings.
+    cache = data.cache_dir() / f"classifier-{path.stem}-{int(path.stat().st_mtime)}-{args.classifier_epochs}.pt"
+    if cache.exists():
+        net = _net(len(classes))
+        net.load_state_dict(torch.load(cache, weights_only=True))
+        net.eval()
+    else:
+        net = train_classifier(ds.images[train], y[train], len(classes), epochs=args.classifier_epochs)
+        torch.save(net.state_dict(), cache)
+    real_pred, real_feat = predict(net, ds.images[held])
+    reference_sub = float((real_pred == y[held]).mean())
+    reference_group = float(np.mean([group_of[classes[p]] == ds.group[i] for p, i in zip(real_pred, held)]))
+
+    # One image per held-out caption, labelled by that caption's subgroup.
+    seen: dict[str, int] = {}
+    for i in held:
+        seen.setdefault(str(ds.captions[i]), int(i))
+    captions = sorted(seen)
+    if args.captions:
+        captions = captions[: args.captions]
+    labels = np.array([y[seen[c]] for c in captions])
+    label_groups = [ds.group[seen[c]] for c in captions]
+    model = load_model(args.model, args.runtime)
+    report: dict = {"model": str(args.model.name), "runtime": args.runtime, "heldout_captions": len(captions),
+                    "heldout_images": len(held), "classes": len(classes), "groups": len(groups),
+                    "reference": {"subgroup": round(reference_sub, 4), "group": round(reference_group, 4)}}
+    generated: dict[int, np.ndarray] = {}
+    for steps in (1, 2, 4):
+        images = generate(model, captions, steps)
+        generated[steps] = images
+        pred, feat = predict(net, images)
+        sub = float((pred == labels).mean())
+        grp = float(np.mean([group_of[classes[p]] == g for p, g in zip(pred, label_groups)]))
+        report[f"steps_{steps}"] = {
+            "subgroup_accuracy": round(sub, 4), "subgroup_vs_reference": round(sub / reference_sub, 4),
+            "group_accuracy": round(grp, 4), "group_vs_reference": round(grp / reference_group, 4),
+            "frechet": round(frechet(feat, real_feat), 2),
+        }
+    half = len(held) // 2
+    order = np.random.default_rng(0).permutation(len(held))
+    report["frechet_real_halves"] = round(frechet(real_feat[order[:half]], real_feat[order[half:]]), 2)
+
+    # Inpainting: repaint the middle half of held-out images from their caption.
+    rng = np.random.default_rng(1)
+    picks = rng.choice(held, size=min(200, len(held)), replace=False)
+    size = ds.images.shape[1]
+    mask = np.zeros((size, size), np.uint8)
+    mask[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 255
+    inpainted, greyed = [], []
+    for k, i in enumerate(picks):
+        out, _ = model.sample(str(ds.captions[i]), "inpaint", image=ds.images[i], mask=mask, seed=k)
+        keep = mask[..., None] == 0
+        inpainted.append(np.where(keep, ds.images[i], out[0]))
+        grey = ds.images[i].copy()
+        grey[mask > 0] = (128, 128, 128, 255)
+        greyed.append(grey)
+    inpainted, greyed = np.stack(inpainted), np.stack(greyed)
+    report["inpaint"] = {
+        "images": len(picks),
+        "accuracy_inpainted": round(float((predict(net, inpainted)[0] == y[picks]).mean()), 4),
+        "accuracy_masked_grey": round(float((predict(net, greyed)[0] == y[picks]).mean()), 4),
+        "accuracy_original": round(float((predict(net, ds.images[picks])[0] == y[picks]).mean()), 4),
+    }
+
+    # Edits: recolour held-out images.
+    targets = {"blue": 0.62, "red": 0.0, "green": 0.33}
+    before_hue = hue_of(ds.images[picks[:60]])
+    edit_rows = {}
+    for name, hue in targets.items():
+        outs = np.concatenate([model.sample(f"make it {name}", "edit", image=ds.images[i], seed=k)[0]
+                               for k, i in enumerate(picks[:60])])
+        after = hue_of(outs)
+        ok = ~np.isnan(before_hue) & ~np.isnan(after)
+        alpha_change = np.abs(outs[..., 3].astype(int) - ds.images[picks[:60]][..., 3].astype(int)).mean() / 255
+        edit_rows[name] = {
+            "hue_distance_before": round(float(hue_distance(before_hue[ok], hue).mean()), 4),
+            "hue_distance_after": round(float(hue_distance(after[ok], hue).mean()), 4),
+            "alpha_mean_abs_change": round(float(alpha_change), 4),
+        }
+        generated[f"edit-{name}"] = outs
+    report["edit"] = edit_rows
+    report["bars"] = {
+        "subgroup_4>=0.85": report["steps_4"]["subgroup_vs_reference"] >= BARS["subgroup_4"],
+        "group_4>=0.95": report["steps_4"]["group_vs_reference"] >= BARS["group_4"],
+        "subgroup_1>=0.70": report["steps_1"]["subgroup_vs_reference"] >= BARS["subgroup_1"],
+    }
+    report["seconds"] = round(time.time() - started, 1)
+
+    contact_sheet(args.sheet, captions, generated, ds, picks, inpainted)
+    report["sheet"] = str(args.sheet.relative_to(ROOT) if args.sheet.is_relative_to(ROOT) else args.sheet)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def contact_sheet(path: Path, captions, generated, ds, picks, inpainted, rows: int = 10) -> None:
+    """Rows of held-out captions x (1, 2, 4 steps, real); then inpaint and edit strips."""
+    from PIL import Image, ImageDraw
+
+    cell, label_w = 96, 260
+    idx = np.linspace(0, len(captions) - 1, rows).astype(int)
+    strips = 3
+    sheet = Image.new("RGB", (label_w + cell * 8, cell * (rows + strips + 1)), (250, 250, 250))
+    draw = ImageDraw.Draw(sheet)
+
+    def put(img: np.ndarray, col: int, row: int):
+        tile = Image.fromarray(img, "RGBA").resize((cell, cell), Image.Resampling.LANCZOS)
+        bg = Image.new("RGBA", tile.size, (255, 255, 255, 255))
+        sheet.paste(Image.alpha_composite(bg, tile).convert("RGB"), (label_w + col * cell, row * cell))
+
+    for j, name in enumerate(["1 step", "2 steps", "4 steps"]):
+        draw.text((label_w + j * cell + 8, 4), name, fill=(0, 0, 0))
+    for r, k in enumerate(idx, start=1):
+        draw.text((6, r * cell + cell // 2 - 6), captions[k][:40], fill=(0, 0, 0))
+        for j, steps in enumerate((1, 2, 4)):
+            put(generated[steps][k], j, r)
+    base = rows + 1
+    draw.text((6, base * cell + cell // 2 - 6), "inpaint (middle repainted)", fill=(0, 0, 0))
+    for j in range(8):
+        put(inpainted[j], j, base)
+    draw.text((6, (base + 1) * cell + cell // 2 - 6), "source", fill=(0, 0, 0))
+    for j in range(8):
+        put(ds.images[picks[j]], j, base + 1)
+    draw.text((6, (base + 2) * cell + cell // 2 - 6), "make it blue / red / green", fill=(0, 0, 0))
+    for j in range(8):
+        put(generated[("edit-blue", "edit-red", "edit-green")[j % 3]][j], j, base + 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
