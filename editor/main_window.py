@@ -98,11 +98,16 @@ def confirm_discard(parent: QWidget, name: str) -> bool:
 
 ABOUT_TEXT = """<h3>Quickbrush</h3>
 <p>A desktop image editor with a fast diffusion model that runs on your own computer.</p>
-<p>Quickbrush is released under the Apache License 2.0.</p>
+<p>Quickbrush and its built-in model are released under the Apache License 2.0.</p>
 <p>It is built on: Qt for Python (PySide6, LGPL-3.0), PyTorch (BSD-3-Clause), diffusers, transformers,
-huggingface_hub, safetensors and accelerate (Apache-2.0), ONNX Runtime (MIT), Pillow (MIT-CMU),
-NumPy (BSD-3-Clause) and platformdirs (MIT).</p>
-<p>Bundled data and models: none yet. Models you load keep their own licences.</p>"""
+huggingface_hub, safetensors and accelerate (Apache-2.0), ONNX Runtime (MIT), model2vec (MIT),
+tokenizers (Apache-2.0), Pillow (MIT-CMU), NumPy (BSD-3-Clause) and platformdirs (MIT).</p>
+<p><b>The built-in model</b> was trained by the Quickbrush project on emoji it does not include:
+Twemoji by Twitter, Inc and other contributors (CC-BY 4.0), Noto Color Emoji by Google (OFL-1.1,
+images Apache-2.0) and Fluent Emoji by Microsoft (MIT), with names from Unicode CLDR via
+emojibase-data (MIT). Its text encoder is distilled from all-MiniLM-L6-v2 (Apache-2.0).
+Details: assets/models/builtin/DATA.md.</p>
+<p>Models you load yourself keep their own licences.</p>"""
 
 
 # --------------------------------------------------------------------------- window
