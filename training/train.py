@@ -37,6 +37,10 @@ from inference.builtin import (
 TINY = BuiltinConfig(size=32, block_out_channels=(32, 32, 32), attention_heads=2, ae_channels=16)
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def log(event: str, **fields) -> None:
     print(json.dumps({"event": event, "time": round(time.time(), 1), **fields}), flush=True)
 
@@ -68,15 +72,20 @@ def _augment(batch: torch.Tensor) -> torch.Tensor:
 
 
 def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: int, batch: int = 32,
-                      lr: float = 1e-3, minutes: float | None = None, crop: int | None = 64) -> torch.nn.Module:
+                      lr: float = 1e-3, minutes: float | None = None, crop: int | None = 64,
+                      device: str | None = None) -> torch.nn.Module:
     """Reconstruction (L1 + MSE on premultiplied RGBA) with a light latent penalty, resumable."""
+    run.mkdir(parents=True, exist_ok=True)
     ckpt = run / "autoencoder.pt"
+    device = device or default_device()
     ae = build_autoencoder(cfg)
-    opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
     step = 0
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
+    state = torch.load(ckpt, weights_only=True, map_location="cpu") if ckpt.exists() else None
+    if state is not None:
         ae.load_state_dict(state["model"])
+    ae.to(device)
+    opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
+    if state is not None:
         opt.load_state_dict(state["opt"])
         step = state["step"]
     deadline = time.monotonic() + minutes * 60 if minutes else math.inf
@@ -84,7 +93,7 @@ def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: 
     started, last_log = time.monotonic(), time.monotonic()
     while step < steps and time.monotonic() < deadline:
         idx = np.random.randint(0, len(images), batch)
-        x = _augment(rgba_to_tensor(images[idx]))
+        x = _augment(rgba_to_tensor(images[idx])).to(device)
         if crop and crop < x.shape[-1]:
             # Random crops: the autoencoder is convolutional, and a 64 px crop costs a quarter.
             top, left = np.random.randint(0, x.shape[-1] - crop + 1, 2) // 8 * 8
@@ -102,13 +111,15 @@ def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: 
         if step % 500 == 0:
             torch.save({"model": ae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
     torch.save({"model": ae.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
-    return ae.eval()
+    return ae.cpu().eval()
 
 
 @torch.no_grad()
 def encode_all(ae, images: np.ndarray, batch: int = 128) -> torch.Tensor:
     ae.eval()
-    out = [ae.encode(rgba_to_tensor(images[i : i + batch])).latents for i in range(0, len(images), batch)]
+    device = next(ae.parameters()).device
+    out = [ae.encode(rgba_to_tensor(images[i : i + batch]).to(device)).latents.cpu()
+           for i in range(0, len(images), batch)]
     return torch.cat(out)
 
 
@@ -203,11 +214,13 @@ def random_latent_masks(batch: int, size: int, rng: np.random.Generator) -> torc
 class FlowTrainer:
     def __init__(self, cfg: BuiltinConfig, text: TextEncoder, latents: torch.Tensor, captions: list[str],
                  edits: tuple[torch.Tensor, torch.Tensor, list[str]] | None, run: Path, lr: float = 5e-4,
-                 seed: int = 0):
+                 seed: int = 0, device: str | None = None):
         from diffusers.training_utils import EMAModel
 
         self.cfg, self.text, self.latents, self.captions, self.edits, self.run = cfg, text, latents, captions, edits, run
-        self.unet = build_unet(cfg)
+        self.lr, self.warmup = lr, 500
+        self.device = device or default_device()
+        self.unet = build_unet(cfg).to(self.device)
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=lr, weight_decay=0.01)
         self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
         self.step = 0
@@ -215,7 +228,7 @@ class FlowTrainer:
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         ckpt = run / "flow.pt"
         if ckpt.exists():
-            state = torch.load(ckpt, weights_only=False)
+            state = torch.load(ckpt, weights_only=False, map_location=self.device)
             self.unet.load_state_dict(state["model"])
             self.opt.load_state_dict(state["opt"])
             self.ema.load_state_dict(state["ema"])
@@ -266,10 +279,17 @@ class FlowTrainer:
         while self.step < steps and time.monotonic() < deadline:
             clean, cond, texts = self.batch(batch)
             tokens, pooled = self._encode_text(texts)
+            clean, cond = clean.to(self.device), cond.to(self.device)
+            tokens, pooled = tokens.to(self.device), pooled.to(self.device)
             noise = torch.randn_like(clean)
             # Logit-normal times put more training on the middle of the path, where a few-step
-            # sampler makes its largest moves (as in SD3's rectified flow training).
+            # sampler makes its largest moves (as in SD3's rectified flow training); a fifth
+            # uniform keeps the ends trained, t = 1 above all, where every sample starts.
             t = torch.sigmoid(torch.randn(len(clean)))
+            uniform = torch.rand(len(clean)) < 0.2
+            t[uniform] = torch.rand(int(uniform.sum()))
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup)
             x_t = (1 - t)[:, None, None, None] * clean + t[:, None, None, None] * noise
             v = self.unet(torch.cat([x_t, cond], 1), t * 1000, tokens, class_labels=pooled).sample
             loss = F.mse_loss(v, noise - clean)
@@ -294,7 +314,7 @@ class FlowTrainer:
 
     def ema_unet(self):
         unet = build_unet(self.cfg)
-        unet.load_state_dict(self.unet.state_dict())
+        unet.load_state_dict({k: v.cpu() for k, v in self.unet.state_dict().items()})
         self.ema.copy_to(unet.parameters())
         return unet.eval()
 

@@ -1,0 +1,130 @@
+"""Training on the CPU at a reduced setting: autoencoder, cached latents, flow UNet on all three
+tasks, EMA, resume, export to the shipped layout, and the app's runtime loading the result."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from inference.builtin import BuiltinConfig, TextEncoder, rgba_to_tensor
+from inference.builtin_onnx import OnnxBuiltin
+from training import train
+
+CFG = BuiltinConfig(size=32, text_dim=32, block_out_channels=(32, 32, 32), attention_heads=2, ae_channels=16)
+COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (40, 90, 230)}
+
+
+def shapes(count: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Circles and squares in three colours on transparency, captioned: a learnable toy set."""
+    rng = np.random.default_rng(seed)
+    images, captions = [], []
+    y, x = np.mgrid[0:32, 0:32]
+    for _ in range(count):
+        colour = rng.choice(list(COLOURS))
+        shape = rng.choice(["circle", "square"])
+        inside = ((x - 16) ** 2 + (y - 16) ** 2 < 100) if shape == "circle" else ((abs(x - 16) < 9) & (abs(y - 16) < 9))
+        image = np.zeros((32, 32, 4), np.uint8)
+        image[inside] = (*COLOURS[colour], 255)
+        images.append(image)
+        captions.append(f"{colour} {shape}")
+    return np.stack(images), captions
+
+
+@pytest.fixture(scope="module")
+def text():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import tiny_models
+
+    return TextEncoder(tiny_models.tiny_static_text_encoder(32))
+
+
+def test_autoencoder_learns_and_resumes(tmp_path):
+    images, _ = shapes(64)
+    torch.manual_seed(0)
+    first = train.train_autoencoder(images, CFG, tmp_path, steps=5, batch=16, crop=None)
+    x = rgba_to_tensor(images[:16])
+    with torch.no_grad():
+        early = torch.nn.functional.l1_loss(first.decode(first.encode(x).latents).sample, x).item()
+    later = train.train_autoencoder(images, CFG, tmp_path, steps=150, batch=16, crop=None)
+    with torch.no_grad():
+        late = torch.nn.functional.l1_loss(later.decode(later.encode(x).latents).sample, x).item()
+    assert torch.load(tmp_path / "autoencoder.pt", weights_only=True)["step"] == 150, "resumed from step 5"
+    assert late < 0.6 * early
+    crops = train.train_autoencoder(images, CFG, tmp_path / "crops", steps=2, batch=4, crop=16)
+    assert crops.encode(x[:1]).latents.shape == (1, CFG.latent_channels, 4, 4), "trained on crops, runs whole"
+
+
+def test_synthetic_edits_have_exact_targets():
+    image, _ = shapes(1)
+    rng = random.Random(0)
+    seen = {}
+    for _ in range(60):
+        target, text = train.synthetic_edit(image[0], rng)
+        seen[text] = target
+    mirrored = seen.get("mirror it")
+    if mirrored is not None:
+        assert np.array_equal(mirrored, image[0][:, ::-1])
+    blue = train._hue_to(image[0], train.HUES["blue"])
+    opaque = image[0][..., 3] == 255
+    assert blue[opaque][:, 2].mean() > blue[opaque][:, 0].mean(), "recoloured towards blue"
+    assert np.array_equal(blue[..., 3], image[0][..., 3]), "the shape (alpha) is untouched"
+
+
+def test_edit_set_balances_instructions():
+    images, _ = shapes(40)
+    pairs = [(i, i + 1, "make the skin darker") for i in range(30)] + [(0, 1, "make it a woman")]
+    src, dst, texts = train.build_edit_set(images, pairs, synthetic=10, per_instruction=5)
+    assert texts.count("make the skin darker") == 5 and texts.count("make it a woman") == 1
+    assert len(texts) == 16 and src.shape == dst.shape == (16, 32, 32, 4)
+
+
+def test_flow_training_lowers_the_loss_resumes_and_exports_a_working_model(tmp_path, text):
+    images, captions = shapes(96)
+    torch.manual_seed(0)
+    ae = train.train_autoencoder(images, CFG, tmp_path, steps=120, batch=16, crop=None)
+    raw = train.encode_all(ae, images)
+    std = float(raw.std())
+    (tmp_path / "latents.json").write_text(json.dumps({"latent_std": std}))
+    src, dst, instructions = train.build_edit_set(images, [], synthetic=32)
+    edits = (train.encode_all(ae, src) / std, train.encode_all(ae, dst) / std, instructions)
+    trainer = train.FlowTrainer(CFG, text, raw / std, captions, edits, tmp_path, lr=1e-3)
+
+    def loss_now() -> float:
+        torch.manual_seed(1)
+        trainer.rng = np.random.default_rng(1)
+        clean, cond, texts = trainer.batch(32)
+        tokens, pooled = trainer._encode_text(texts)
+        noise = torch.randn_like(clean)
+        t = torch.full((len(clean),), 0.5)
+        with torch.no_grad():
+            v = trainer.unet(torch.cat([(clean + noise) / 2, cond], 1), t * 1000, tokens, class_labels=pooled).sample
+        return torch.nn.functional.mse_loss(v, noise - clean).item()
+
+    before = loss_now()
+    trainer.train(steps=60, batch=16, every=30)
+    after = loss_now()
+    assert after < 0.8 * before
+    resumed = train.FlowTrainer(CFG, text, raw / std, captions, edits, tmp_path)
+    assert resumed.step == 60
+    for name, value in resumed.unet.state_dict().items():
+        assert torch.equal(value, trainer.unet.state_dict()[name]), name
+
+    from training.export import export
+
+    model = train.assemble(tmp_path, CFG, text, unet=trainer.ema_unet())
+    assert model.cfg.latent_std == pytest.approx(std)
+    out = export(model, tmp_path / "export")
+    shipped = OnnxBuiltin(out, threads=1)
+    image, timings = shipped.sample("red circle", steps=2)
+    assert image.shape == (1, 32, 32, 4)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:16] = 255
+    assert shipped.sample("blue square", "inpaint", image=images[0], mask=mask)[0].shape == (1, 32, 32, 4)
+    assert shipped.sample("make it blue", "edit", image=images[0])[0].shape == (1, 32, 32, 4)
