@@ -553,10 +553,13 @@ class MainWindow(QMainWindow):
             total = result.timings.get("total", 0.0)
             self.worker_label.setText(f"Done in {total:.1f} s")
             self.models.set_status(f"{result.model_info.get('device', '')} · {result.model_info.get('preset', '')}")
+            if box is None and result.job.kind == "generate" and result.image is not None:
+                box = _centred_box(result.image.size, (self.document.width, self.document.height))
             entry = self.history.add_result(result, box)
             if entry is not None:
                 self.history.select(entry)
-            log.info("job %d finished: %s ok in %.2fs", result.job_id, result.job.kind, total)
+            log.info("job %d finished: %s ok in %.2fs on %s", result.job_id, result.job.kind, total,
+                     result.job.model.source)
         elif result.cancelled:
             self.worker_label.setText("Cancelled")
             self.canvas.set_preview(None)
@@ -735,6 +738,16 @@ def _canvas_box(box: Any, size: tuple[int, int]) -> Box:
     if len(box) == 2:
         return (box[0], box[1], box[0] + size[0], box[1] + size[1])
     return box  # type: ignore[return-value]
+
+
+def _centred_box(size: tuple[int, int], canvas: tuple[int, int]) -> Box | None:
+    """A generated image smaller than the canvas goes in its middle at its own size (a 128 px
+    emoji on a 768x512 page); one as large or larger keeps the default, the top left corner."""
+    (w, h), (cw, ch) = size, canvas
+    if (w, h) == (cw, ch) or w > cw or h > ch:
+        return None
+    left, top = (cw - w) // 2, (ch - h) // 2
+    return (left, top, left + w, top + h)
 
 
 def _preview_box(target: Any, within: Box | None, document: Document) -> Box | None:

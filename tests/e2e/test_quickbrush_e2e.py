@@ -133,19 +133,22 @@ def _seed_settings(config_home: Path, values: dict) -> None:
 def launch(xserver, tmp_path, tiny_sd_inpaint):
     started: list[App] = []
 
-    def start(*, scale: float = 1.0) -> App:
+    def start(*, scale: float = 1.0, settings: dict | None = None, open_photo: bool = True) -> App:
         display = xserver(SCREENS[scale])
         home = tmp_path / f"home-{len(started)}"
         (home / ".config").mkdir(parents=True)
-        _seed_settings(home / ".config", {"model": str(tiny_sd_inpaint), "steps": 2, "seed": 7,
-                                          "seed_locked": True, "prompt": "a small red house", "brush_size": 48})
+        if settings is None:
+            settings = {"model": str(tiny_sd_inpaint), "steps": 2, "seed": 7, "seed_locked": True,
+                        "prompt": "a small red house", "brush_size": 48}
+        _seed_settings(home / ".config", settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "XDG_"))}
         env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
                    XDG_DATA_HOME=str(home / ".local" / "share"), XDG_RUNTIME_DIR=str(home),
                    HF_HUB_OFFLINE="1", QT_SCALE_FACTOR=str(scale), QT_ACCESSIBILITY="0")
         quickbrush = shutil.which("quickbrush") or pytest.fail("the `quickbrush` command is not installed")
         log = home / "quickbrush.log"
-        proc = subprocess.Popen([quickbrush, str(_photo(tmp_path / "photo.png")), "--log-file", str(log)],
+        files = [str(_photo(tmp_path / "photo.png"))] if open_photo else []
+        proc = subprocess.Popen([quickbrush, *files, "--log-file", str(log)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         app = App(proc, log, display, env)
         started.append(app)
@@ -229,5 +232,29 @@ def test_paint_inpaint_apply_undo_with_real_mouse_and_keyboard(launch, scale):
     assert back.mean() < 3, "undo restored the photo under the stroke"
 
     assert app.proc.poll() is None, "still running"
+    errors = [line for line in app.log_text().splitlines() if " ERROR " in line or "Traceback" in line]
+    assert not errors, errors
+
+
+BUILTIN = ROOT / "assets" / "models" / "builtin" / "quickbrush_builtin.json"
+
+
+@pytest.mark.skipif(not BUILTIN.exists(), reason="the built-in model is not in assets/models/builtin")
+def test_a_fresh_install_generates_with_the_built_in_model(launch):
+    """No model chosen, no file opened: New, type a prompt (seeded), Ctrl+Enter, Apply."""
+    app = launch(settings={"prompt": "red apple", "seed": 3, "seed_locked": True}, open_photo=False)
+    x, y, w, h = _canvas(app)
+    app.xdotool("mousemove", "--sync", x + w // 2, y + h // 2)
+    mark = len(app.log_text())
+    app.xdotool("key", "--clearmodifiers", "ctrl+Return")
+    app.wait_for(r"queued 1 generate job", timeout=20, after=mark)
+    app.wait_for(r"job \d+ finished: generate ok in [\d.]+s on builtin", timeout=120, after=mark)
+    app.xdotool("key", "--clearmodifiers", "ctrl+shift+Return")
+    app.wait_for(r"applied generate result", timeout=20, after=mark)
+    app.xdotool("mousemove", "--sync", x + 5, y + 5)
+    app.settle(1.0)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = app.grab()
+    shot.save(ARTIFACTS / "5-builtin-generate.png")
     errors = [line for line in app.log_text().splitlines() if " ERROR " in line or "Traceback" in line]
     assert not errors, errors

@@ -192,3 +192,11 @@ def test_live_preview_preference(window, live):
     window._on_progress(Progress(1, 1, 2, 0.1, Image.new("RGB", (16, 16), "red")))
     assert window.canvas.has_preview is live
     assert window.progress_bar.value() == 1, "progress shows either way"
+
+
+def test_a_small_generated_image_lands_in_the_middle_of_the_canvas():
+    from editor.main_window import _centred_box
+
+    assert _centred_box((128, 128), (768, 512)) == (320, 192, 448, 320)
+    assert _centred_box((768, 512), (768, 512)) is None, "a full-size result covers the canvas"
+    assert _centred_box((1024, 64), (768, 512)) is None, "wider than the canvas: top left, the canvas grows"
