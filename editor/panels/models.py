@@ -46,15 +46,17 @@ DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (NVIDIA GPU)", "mps
 
 def choose_model_path(parent: QWidget | None = None) -> str | None:
     """Ask for a model: a .safetensors/.ckpt checkpoint, or a diffusers folder's model_index.json
-    (which stands for its folder). None when the designer cancels. Tests replace this function."""
+    or a Quickbrush model's quickbrush_builtin.json (each stands for its folder). None when the
+    designer cancels. Tests replace this function."""
     path, _filter = QFileDialog.getOpenFileName(
         parent, "Choose a model", str(store.models_dir()),
-        "Models (*.safetensors *.ckpt model_index.json);;Checkpoints (*.safetensors *.ckpt);;"
-        "Diffusers folders (model_index.json)")
+        "Models (*.safetensors *.ckpt model_index.json quickbrush_builtin.json);;"
+        "Checkpoints (*.safetensors *.ckpt);;Diffusers folders (model_index.json);;"
+        "Quickbrush models (quickbrush_builtin.json)")
     if not path:
         return None
     chosen = Path(path)
-    return str(chosen.parent) if chosen.name == "model_index.json" else str(chosen)
+    return str(chosen.parent) if chosen.name in ("model_index.json", store.BUILTIN_CONFIG) else str(chosen)
 
 
 def available_devices() -> list[str]:

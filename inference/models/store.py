@@ -103,8 +103,8 @@ def _task_from_index(index: dict) -> str:
 
 def _folder_info(path: Path, where: str, name: str | None = None) -> ModelInfo | None:
     if (path / BUILTIN_CONFIG).exists():
-        return ModelInfo(name or path.name, str(path) if name != BUILTIN else BUILTIN, where, "all",
-                         "QuickbrushBuiltin")
+        label = "Built-in" if name == BUILTIN else (name or path.name)
+        return ModelInfo(label, str(path) if name != BUILTIN else BUILTIN, where, "all", "QuickbrushBuiltin")
     try:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
