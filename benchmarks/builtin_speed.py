@@ -1,11 +1,12 @@
 """Speed, load time and memory of the built-in model on this machine's CPU.
 
 Each variant runs in its own fresh Python process (so resident memory is that variant's alone,
-and nothing is warm from another), through the real loading code and the engine's sampler:
-  fp32          the model stored as float32 (the baseline, measured in the same run)
-  int8          the shipped files: int8 weights, dequantised to float32 at load
-  int8-dynamic  the shipped files, then torch's dynamic int8 quantisation of every Linear layer
-                (attention and feed-forward run as int8 matmuls; convolutions stay float32)
+and nothing is warm from another), through the real loading code and sampler:
+  onnx-int8     what ships and what the app runs: onnxruntime, int8 weights folded to float32
+                at session start (inference/builtin_onnx.py); no torch or diffusers imported
+  onnx-fp32     the same graphs exported with float32 weights (the int8-storage baseline)
+  torch-fp32    the torch modules in float32 (inference/builtin.py), diffusers imported
+  torch-int8-dynamic  the torch modules with dynamic int8 quantisation of every Linear layer
 
 Prints one JSON object: per variant load_s, the median and p90 of text to image at native size
 in the model's steps end to end (prompt to RGBA pixels), per stage medians, and max_rss_mb of the
@@ -29,16 +30,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, os, resource, statistics, sys, time
+import json, os, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
-import torch
-torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "0")) or torch.get_num_threads())
-from inference.builtin import BuiltinModel
 folder, variant, runs = sys.argv[2], sys.argv[3], int(sys.argv[4])
 started = time.perf_counter()
-model = BuiltinModel.load(folder)
-if variant == "int8-dynamic":
-    model.unet = torch.ao.quantization.quantize_dynamic(model.unet, {torch.nn.Linear}, dtype=torch.qint8)
+if variant.startswith("onnx"):
+    from inference.builtin_onnx import OnnxBuiltin
+    model = OnnxBuiltin(folder)
+    steps, guidance, size = model.steps, model.guidance, model.size
+else:
+    import torch
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "0")) or torch.get_num_threads())
+    from inference.builtin import BuiltinModel
+    model = BuiltinModel.load(folder)
+    if variant == "torch-int8-dynamic":
+        model.unet = torch.ao.quantization.quantize_dynamic(model.unet, {torch.nn.Linear}, dtype=torch.qint8)
+    steps, guidance, size = model.cfg.steps, model.cfg.guidance, model.cfg.size
 load_s = time.perf_counter() - started
 prompts = ["red apple", "smiling cat face", "blue heart", "pizza", "racing car", "thumbs up"]
 for p in prompts[:2]:
@@ -56,20 +63,24 @@ print(json.dumps({
     "median_ms": round(statistics.median(totals) * 1000, 1),
     "p90_ms": round(totals[int(0.9 * (len(totals) - 1))] * 1000, 1),
     "stage_median_ms": {k: round(statistics.median(v) * 1000, 1) for k, v in stages.items()},
-    "steps": model.cfg.steps, "guidance": model.cfg.guidance, "size": model.cfg.size,
-    "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    "qt_imported": any(m.startswith("PySide6") for m in sys.modules),
+    "steps": steps, "guidance": guidance, "size": size,
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report the
+    # benchmark parent's peak (which held the float32 torch model) instead of its own.
+    "max_rss_mb": round(int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM"))) / 1024, 1),
+    "imported": sorted(m for m in ("torch", "diffusers", "transformers", "PySide6") if m in sys.modules),
 }))
 """
 
 
 def fp32_copy(folder: Path, out: Path) -> Path:
-    """The same weights saved as float32 (the baseline)."""
+    """The same weights saved as float32, torch modules and ONNX graphs (the baselines)."""
     sys.path.insert(0, str(ROOT))
     from inference.builtin import BuiltinModel
+    from training.export import export_onnx
 
     model = BuiltinModel.load(folder)
     model.save(out)
+    export_onnx(model, out / "onnx", int8=False)
     return out
 
 
@@ -90,16 +101,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         baseline = fp32_copy(args.model, Path(tmp) / "fp32")
         results = {
-            "fp32": run_variant(baseline, "fp32", args.runs),
-            "int8": run_variant(args.model, "int8", args.runs),
-            "int8-dynamic": run_variant(args.model, "int8-dynamic", args.runs),
+            "onnx-int8": run_variant(args.model, "onnx-int8", args.runs),
+            "onnx-fp32": run_variant(baseline, "onnx-fp32", args.runs),
+            "torch-fp32": run_variant(baseline, "torch-fp32", args.runs),
+            "torch-int8-dynamic": run_variant(args.model, "torch-int8-dynamic", args.runs),
         }
     size_mb = sum(f.stat().st_size for f in args.model.rglob("*") if f.is_file()) / 2**20
-    shipped = results["int8"]
+    shipped = results["onnx-int8"]
     report = {
         "model": args.model.name, "cpu_threads": os.cpu_count(), "runs": args.runs,
         "variants": results, "shipped_size_mb": round(size_mb, 1),
-        "int8_vs_fp32_speed": round(results["fp32"].get("median_ms", 0) / max(shipped.get("median_ms", 1), 1e-9), 2),
+        "int8_vs_fp32_speed": round(results["onnx-fp32"].get("median_ms", 0) / max(shipped.get("median_ms", 1), 1e-9), 2),
         "targets": {"median_ms<=150": shipped.get("median_ms", 1e9) <= 150, "load_s<1": shipped.get("load_s", 1e9) < 1,
                     "rss_mb<500": shipped.get("max_rss_mb", 1e9) < 500, "size_mb<=60": size_mb <= 60},
     }
