@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from PIL import Image
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QFont, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -189,6 +189,10 @@ class PromptPanel(QWidget):
         self.negative_edit.setPlaceholderText("What to avoid (optional)")
         self.negative_edit.setMinimumHeight(self._lines_height(self.negative_edit, 2))
         outer.addWidget(self.negative_edit, 1)
+        # Ctrl+Enter in a prompt box generates (the designer just typed the prompt) instead of
+        # adding a line; the window's Generate shortcut never sees keys a text box keeps.
+        self.prompt_edit.installEventFilter(self)
+        self.negative_edit.installEventFilter(self)
 
         form = QFormLayout()
         form.setContentsMargins(0, 4, 0, 0)
@@ -336,6 +340,14 @@ class PromptPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.new_seed_button.clicked.connect(self.new_seed)
         self.size_combo.activated.connect(self._size_chosen)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if (watched in (self.prompt_edit, self.negative_edit) and event.type() == QEvent.Type.KeyPress
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+                and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            self.generate_requested.emit()
+            return True
+        return super().eventFilter(watched, event)
 
     @staticmethod
     def _lines_height(edit: QPlainTextEdit, lines: int) -> int:

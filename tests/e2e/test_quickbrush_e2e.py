@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -244,7 +243,12 @@ def test_a_fresh_install_generates_with_the_built_in_model(launch):
     """No model chosen, no file opened: New, type a prompt (seeded), Ctrl+Enter, Apply."""
     app = launch(settings={"prompt": "red apple", "seed": 3, "seed_locked": True}, open_photo=False)
     x, y, w, h = _canvas(app)
-    app.xdotool("mousemove", "--sync", x + w // 2, y + h // 2)
+    wx, wy, ww, wh = (int(v) for v in app.wait_for(r"window at (-?\d+),(-?\d+) (\d+)x(\d+)").groups())
+    # A click on the status bar makes the window active (there is no window manager to do it),
+    # and leaves the document alone; the prompt box has the keyboard focus from the start.
+    app.xdotool("mousemove", "--sync", wx + ww // 2, wy + wh - 8)
+    app.xdotool("click", 1)
+    app.settle(0.3)
     mark = len(app.log_text())
     app.xdotool("key", "--clearmodifiers", "ctrl+Return")
     app.wait_for(r"queued 1 generate job", timeout=20, after=mark)

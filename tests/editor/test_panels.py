@@ -639,3 +639,15 @@ def test_panel_scroll_area_fills_the_dock_and_scrolls_only_below_the_minimum(qtb
     qtbot.waitUntil(lambda: scroll.verticalScrollBar().maximum() > 0, timeout=2000)
     assert panel.height() == minimum, "squeezed: the panel keeps its minimum and scrolls"
     assert panel.width() == scroll.viewport().width()
+
+
+def test_ctrl_enter_in_a_prompt_box_generates_instead_of_adding_a_line(prompt, qtbot):
+    prompt.show()
+    prompt.prompt_edit.setPlainText("red apple")
+    for edit in (prompt.prompt_edit, prompt.negative_edit):
+        edit.setFocus()
+        with qtbot.waitSignal(prompt.generate_requested, timeout=1000):
+            qtbot.keyClick(edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert prompt.prompt_edit.toPlainText() == "red apple" and prompt.negative_edit.toPlainText() == ""
+    qtbot.keyClick(prompt.prompt_edit, Qt.Key.Key_Return)
+    assert prompt.prompt_edit.toPlainText().count("\n") == 1, "plain Enter still starts a new line"
