@@ -277,7 +277,19 @@ class FlowTrainer:
         texts = ["" if d else t for t, d in zip(texts, drop)]
         return clean, cond, texts
 
-    def train(self, steps: int, batch: int = 32, minutes: float | None = None, every: int = 500) -> None:
+    def lr_at(self, step: int, steps: int, decay: int) -> float:
+        """Warmup, then constant, then (the last `decay` steps before `steps`) linear to zero.
+
+        Warmup-stable-decay rather than cosine because a CPU run is stopped and resumed without
+        knowing its length in advance: the constant phase can go on as long as there is time,
+        and a short decay at the end gives the gain cosine would have given."""
+        lr = self.lr * min(1.0, (step + 1) / self.warmup)
+        if decay > 0:
+            lr *= min(1.0, max(0.0, (steps - step) / decay))
+        return lr
+
+    def train(self, steps: int, batch: int = 32, minutes: float | None = None, every: int = 500,
+              decay: int = 0) -> None:
         deadline = time.monotonic() + minutes * 60 if minutes else math.inf
         self.unet.train()
         started, last_log, first = time.monotonic(), time.monotonic(), self.step
@@ -294,7 +306,7 @@ class FlowTrainer:
             uniform = torch.rand(len(clean)) < 0.2
             t[uniform] = torch.rand(int(uniform.sum()))
             for group in self.opt.param_groups:
-                group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup)
+                group["lr"] = self.lr_at(self.step, steps, decay)
             x_t = (1 - t)[:, None, None, None] * clean + t[:, None, None, None] * noise
             v = self.unet(torch.cat([x_t, cond], 1), t * 1000, tokens, class_labels=pooled).sample
             loss = F.mse_loss(v, noise - clean)
@@ -360,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, help="checkpoint folder (default: <data cache>/run)")
     parser.add_argument("--steps", type=int, default=None, help="train until this step (resumes below it)")
     parser.add_argument("--minutes", type=float, default=None, help="stop after this long (checkpointed)")
+    parser.add_argument("--decay", type=int, default=0,
+                        help="flow: let the learning rate fall linearly to zero over the last DECAY steps before --steps")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--limit", type=int, default=None, help="use only this many images (tests, smoke runs)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model at 32 px, for tests")
@@ -396,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         cached = torch.load(latents_file, weights_only=False)
         cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])
         trainer = FlowTrainer(cfg, text, cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"], run)
-        trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes)
+        trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes,
+                      decay=args.decay)
     if "export" in stages:
         from training.export import export
 

@@ -128,3 +128,20 @@ def test_flow_training_lowers_the_loss_resumes_and_exports_a_working_model(tmp_p
     mask[:16] = 255
     assert shipped.sample("blue square", "inpaint", image=images[0], mask=mask)[0].shape == (1, 32, 32, 4)
     assert shipped.sample("make it blue", "edit", image=images[0])[0].shape == (1, 32, 32, 4)
+
+
+def test_flow_learning_rate_warms_up_holds_and_decays_to_zero(tmp_path, text):
+    images, captions = shapes(8)
+    latents = torch.zeros(8, CFG.latent_channels, CFG.latent_size, CFG.latent_size)
+    trainer = train.FlowTrainer(CFG, text, latents, captions, None, tmp_path, lr=1e-3)
+    trainer.warmup = 10
+    assert trainer.lr_at(0, 100, decay=20) == pytest.approx(1e-4)
+    assert trainer.lr_at(50, 100, decay=20) == pytest.approx(1e-3)  # stable phase
+    assert trainer.lr_at(90, 100, decay=20) == pytest.approx(5e-4)  # halfway down
+    assert trainer.lr_at(99, 100, decay=20) == pytest.approx(5e-5)
+    assert trainer.lr_at(90, 100, decay=0) == pytest.approx(1e-3)  # no decay: constant
+    # A resumed run that already passed its decay start continues down from where it is.
+    trainer.step = 95
+    trainer.train(steps=97, batch=4, decay=20)
+    assert trainer.step == 97
+    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 1 / 20)  # the last step, 96
