@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt
-from PySide6.QtGui import QFont, QIcon, QPalette
+from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPalette
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
 
 from editor.settings import Settings
@@ -62,6 +62,16 @@ class SettingBinding(QObject):
     def updating(self) -> bool:
         """True while the widget is being set from the setting (not by the designer)."""
         return self._updating
+
+
+def draw_checkerboard(painter: QPainter, rect: QRect, cell: int) -> None:
+    """The grey checkerboard image editors show behind transparent pixels."""
+    light, dark = QColor(200, 200, 200), QColor(150, 150, 150)
+    for cy in range(rect.top(), rect.top() + rect.height(), cell):
+        for cx in range(rect.left(), rect.left() + rect.width(), cell):
+            colour = light if ((cx - rect.left()) // cell + (cy - rect.top()) // cell) % 2 == 0 else dark
+            painter.fillRect(cx, cy, min(cell, rect.left() + rect.width() - cx),
+                             min(cell, rect.top() + rect.height() - cy), colour)
 
 
 def section_label(text: str) -> QLabel:

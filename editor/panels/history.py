@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.panels._common import draw_checkerboard
 from inference.jobs import BadInput, Job, Result, random_seed
 from inference.metadata import format_parameters, recipe_payload
 
@@ -339,6 +340,8 @@ class HistoryDelegate(QStyledItemDelegate):
             size = entry.thumbnail.size().scaled(thumb_rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(QPoint(0, 0), size)
             target.moveCenter(thumb_rect.center())
+            if entry.thumbnail.hasAlphaChannel():  # an opaque one covers it; a transparent one shows it
+                draw_checkerboard(painter, target, 8)
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             painter.drawImage(target, entry.thumbnail)
         painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from editor.document import Document, Layer, array_to_qimage
-from editor.panels._common import SettingBinding, icon, section_label
+from editor.panels._common import SettingBinding, draw_checkerboard, icon, section_label
 from editor.settings import Settings
 
 THUMB = 36
@@ -52,12 +52,7 @@ def layer_thumbnail(layer: Layer, size: int = THUMB * 2) -> QImage:
     scaled = small.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
     x, y = (size - scaled.width()) // 2, (size - scaled.height()) // 2
     painter = QPainter(canvas)
-    cell = max(4, size // 8)
-    light, dark = QColor(200, 200, 200), QColor(150, 150, 150)
-    for cy in range(y, y + scaled.height(), cell):
-        for cx in range(x, x + scaled.width(), cell):
-            colour = light if ((cx - x) // cell + (cy - y) // cell) % 2 == 0 else dark
-            painter.fillRect(cx, cy, min(cell, x + scaled.width() - cx), min(cell, y + scaled.height() - cy), colour)
+    draw_checkerboard(painter, QRect(x, y, scaled.width(), scaled.height()), max(4, size // 8))
     painter.drawImage(x, y, scaled)
     painter.end()
     return canvas

@@ -322,6 +322,24 @@ def test_history_add_preview_apply_discard_rerun(history, qtbot):
     assert history.entries() == [] and not history.apply_action.isEnabled()
 
 
+def test_history_shows_transparent_results_over_a_checkerboard(history, qtbot):
+    """The built-in model draws on a transparent background: its thumbnail must not read as black."""
+    import dataclasses
+
+    clear = dataclasses.replace(make_result(seed=1), image=Image.new("RGBA", (64, 64), (0, 0, 0, 0)))
+    history.add_result(clear)
+    history.resize(320, 200)
+    history.show()
+    qtbot.waitExposed(history.view)
+    shot = history.view.viewport().grab().toImage()
+    from editor.panels.history import THUMB, HistoryDelegate
+
+    pad = HistoryDelegate.PAD
+    colours = {shot.pixelColor(x, y).getRgb()[:3] for x in range(pad + 4, pad + THUMB - 4, 4)
+               for y in range(pad + 4, pad + THUMB - 4, 4)}
+    assert colours == {(200, 200, 200), (150, 150, 150)}
+
+
 @pytest.fixture
 def clean_clipboard(qapp):
     """Qt's offscreen clipboard crashes at exit if it still owns mime data: empty it after the test."""
