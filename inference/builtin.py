@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from inference.builtin_onnx import sigma_schedule
+
 CONFIG_NAME = "quickbrush_builtin.json"
 INT8_WEIGHTS = "weights.int8.safetensors"  # see training/export.py for the format
 TOKENS = 16  # text tokens the UNet attends to; emoji names and short instructions fit
@@ -44,6 +46,7 @@ class BuiltinConfig:
     text_dim: int = 256
     steps: int = 4
     guidance: float = 2.0
+    shift: float = 1.0  # the sampler's time shift (inference.builtin_onnx.sigma_schedule)
     block_out_channels: tuple[int, ...] = (64, 128, 192)
     attention_heads: int = 4
     ae_channels: int = 64
@@ -340,8 +343,8 @@ class BuiltinModel:
         if strength < 1.0 and image is not None:
             start_latent = self.encode(image[None])
             x = (1 - strength) * start_latent + strength * x
-        # Evenly spaced times from `strength` down, Euler steps on the straight path.
-        sigmas = np.linspace(strength, strength / steps, steps).tolist() if strength > 0 else [1e-3]
+        # Times from `strength` down, Euler steps on the straight path (the same schedule as ONNX).
+        sigmas = sigma_schedule(steps, strength, self.cfg.shift).tolist() if strength > 0 else [1e-3]
         scheduler.set_timesteps(sigmas=sigmas, device=self.device)
         start = time.perf_counter()
         for i, t in enumerate(scheduler.timesteps):

@@ -97,6 +97,7 @@ class OnnxBuiltin:
         self.size = int(self.cfg["size"])
         self.steps = int(self.cfg["steps"])
         self.guidance = float(self.cfg["guidance"])
+        self.shift = float(self.cfg.get("shift", 1.0))
 
     # ---------------------------------------------------------------- latents
 
@@ -149,7 +150,7 @@ class OnnxBuiltin:
         strength = min(1.0, max(0.0, float(strength)))
         if strength < 1.0 and image is not None:
             x = (1 - strength) * self.encode(image[None]) + strength * x
-        sigmas = np.append(np.linspace(strength, strength / steps, steps), 0.0) if strength > 0 else np.zeros(1)
+        sigmas = np.append(sigma_schedule(steps, strength, self.shift), 0.0) if strength > 0 else np.zeros(1)
         start = time.perf_counter()
         for i in range(len(sigmas) - 1):
             if cancelled is not None and cancelled():
@@ -173,6 +174,16 @@ class OnnxBuiltin:
         out = self.decode(x)
         timings["decode_s"] = time.perf_counter() - start
         return out, timings
+
+
+def sigma_schedule(steps: int, strength: float = 1.0, shift: float = 1.0) -> np.ndarray:
+    """The noise levels the sampler starts each Euler step at: from `strength` down, `steps` of them.
+
+    Evenly spaced when `shift` is 1; above 1 the spacing moves toward the noisy end (SD3's time
+    shift, s*t / (1 + (s-1)*t)), where a few-step sampler decides the layout. Scaled by `strength`
+    after the shift, so image-to-image still starts exactly at `strength`."""
+    t = np.linspace(1.0, 1.0 / steps, steps)
+    return strength * shift * t / (1 + (shift - 1) * t)
 
 
 def _to_model(rgba: np.ndarray) -> np.ndarray:

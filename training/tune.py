@@ -1,11 +1,12 @@
-"""Choose the shipped guidance scale on *training* captions (the held-out ones stay unseen).
+"""Choose the shipped guidance scale and time shift on *training* captions (held-out ones stay unseen).
 
     python -m training.tune --model assets/models/builtin --captions 120
 
-Generates one image per caption for each guidance scale at 4 steps and 1 step, and classifies
-it with the quality benchmark's subgroup classifier (trained and cached by
-`benchmarks/builtin_quality.py --classifier-only`). Prints JSON; `--write` stores the best
-4-step scale in the model's quickbrush_builtin.json.
+Generates one image per caption for each guidance scale and time shift at 4 steps (and each
+scale at 1 step, where the shift changes nothing), and classifies it with the quality
+benchmark's subgroup classifier (trained and cached by `benchmarks/builtin_quality.py
+--classifier-only`). Prints JSON; `--write` stores the best 4-step pair in the model's
+quickbrush_builtin.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "assets" / "models" / "builtin")
     parser.add_argument("--captions", type=int, default=120)
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.5])
+    parser.add_argument("--shifts", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -52,17 +54,25 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.array([sub_id[ds.subgroup[first[c]]] for c in captions])
     model = OnnxBuiltin(args.model)
     report: dict = {"captions": len(captions), "split": "train"}
-    for steps in (4, 1):
+
+    def accuracy(steps: int, scale: float) -> float:
+        images = np.concatenate([model.sample(c, steps=steps, guidance=scale, seed=k)[0]
+                                 for k, c in enumerate(captions)])
+        return round(float((predict(net, images)[0] == labels).mean()), 4)
+
+    grid = {}
+    for shift in args.shifts:
+        model.shift = shift
         for scale in args.scales:
-            images = np.concatenate([model.sample(c, steps=steps, guidance=scale, seed=k)[0]
-                                     for k, c in enumerate(captions)])
-            report[f"steps_{steps}_guidance_{scale:g}"] = round(float((predict(net, images)[0] == labels).mean()), 4)
-    best = max(args.scales, key=lambda s: report[f"steps_4_guidance_{s:g}"])
-    report["best_guidance_4_steps"] = best
+            grid[(scale, shift)] = report[f"steps_4_guidance_{scale:g}_shift_{shift:g}"] = accuracy(4, scale)
+    for scale in args.scales:
+        report[f"steps_1_guidance_{scale:g}"] = accuracy(1, scale)
+    best_scale, best_shift = max(grid, key=grid.get)
+    report["best_4_steps"] = {"guidance": best_scale, "shift": best_shift}
     if args.write:
         config_file = args.model / "quickbrush_builtin.json"
         config = json.loads(config_file.read_text())
-        config["guidance"] = best
+        config["guidance"], config["shift"] = best_scale, best_shift
         config_file.write_text(json.dumps(config, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0

@@ -255,3 +255,37 @@ def test_engine_uses_onnxruntime_for_the_shipped_layout_and_torch_otherwise(engi
     torch_only = tiny_models.build_builtin(tmp_path / "torch-only", int8=False)
     *_, info, _ = run(engine, Generate(**common(torch_only)))
     assert info["runtime"] == "torch"
+
+
+def test_sigma_schedule_shift_moves_steps_toward_noise_and_keeps_strength():
+    from inference.builtin_onnx import sigma_schedule
+
+    assert np.allclose(sigma_schedule(4), [1.0, 0.75, 0.5, 0.25])
+    shifted = sigma_schedule(4, shift=3.0)
+    assert shifted[0] == pytest.approx(1.0) and np.all(np.diff(shifted) < 0)
+    assert np.all(shifted[1:] > sigma_schedule(4)[1:])  # more of the steps spent where it is noisy
+    assert np.allclose(sigma_schedule(1, shift=3.0), [1.0])  # one step: nothing to move
+    assert sigma_schedule(4, strength=0.6, shift=3.0)[0] == pytest.approx(0.6)  # image to image starts there
+
+
+def test_both_runtimes_sample_at_the_configured_shift(tiny_builtin):
+    """The shift in quickbrush_builtin.json reaches the UNet's times in ONNX and in torch alike."""
+    from dataclasses import replace
+
+    from inference.builtin_onnx import OnnxBuiltin, sigma_schedule
+
+    onnx_model = OnnxBuiltin(tiny_builtin, threads=1)
+    onnx_model.shift = 3.0
+    run, seen = onnx_model.unet.run, []
+    onnx_model.unet = type("Recorder", (), {"run": lambda self, names, feeds: seen.append(feeds["t"][0]) or run(names, feeds)})()
+    onnx_model.sample("red apple", steps=4, guidance=1.0)
+    expected = sigma_schedule(4, shift=3.0) * 1000
+    assert np.allclose(seen, expected, rtol=1e-5)
+
+    torch_model = BuiltinModel.load(tiny_builtin)
+    torch_model.cfg = replace(torch_model.cfg, shift=3.0)
+    times = []
+    forward = torch_model.unet.forward
+    torch_model.unet.forward = lambda x, t, *a, **k: times.append(float(t[0])) or forward(x, t, *a, **k)
+    torch_model.sample("red apple", steps=4)  # with guidance: the tiny UNet cannot norm a batch of one at 1x1
+    assert np.allclose(times, expected, rtol=1e-4)
