@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
     default_threads = torch.get_num_threads()
     ticks: list[float] = []
-    timer = QTimer()
+    timer = QTimer(app)
     timer.setInterval(TIMER_MS)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
 
