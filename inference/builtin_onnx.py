@@ -9,7 +9,8 @@ The folder holds `onnx/unet.onnx`, `onnx/encoder.onnx`, `onnx/decoder.onnx` whos
 int8 with per-channel scales (DequantizeLinear on each weight; onnxruntime folds them back to
 float32 once, at session start), the model2vec `text_encoder/` and `quickbrush_builtin.json`.
 The sampler is the same straight-path Euler loop as the torch model's (FlowMatchEulerDiscrete
-with shift 1): a few lines of numpy, written out here so this module needs no diffusers.
+at the times of `sigma_schedule`): a few lines of numpy, written out here so this module needs
+no diffusers.
 """
 
 from __future__ import annotations
