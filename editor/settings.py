@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "seed_locked": False,
     "variations": 1,
     "size_preset": "native",
+    "outpaint_left": 0,  # pixels the Outpaint mode adds on each side
+    "outpaint_top": 0,
+    "outpaint_right": 0,
+    "outpaint_bottom": 0,
     "live_preview": True,
     # model
     "model": "",

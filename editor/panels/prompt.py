@@ -1,8 +1,7 @@
 """The Prompt panel: what to paint and how, and the Generate button.
 
 Every field is bound both ways to a setting (`editor.settings`), so the panel holds no values of
-its own and the last-used parameters persist. The exception is the outpaint margins, which have
-no setting yet; they live in their spin boxes for the session.
+its own and the last-used parameters, outpaint margins included, persist.
 
 `build_jobs(document, model)` turns the document (image, mask, selection) and the settings into
 one frozen job per variation; `target_box(document)` says where on the canvas their results go.
@@ -378,6 +377,8 @@ class PromptPanel(QWidget):
                            lambda v: self.seed_spin.setValue(float(v)), self._seed_from_spin),
             SettingBinding(s, "seed_locked", self.seed_lock_button, self.seed_lock_button.toggled,
                            self._show_locked),
+            *(SettingBinding(s, f"outpaint_{side}", spin, spin.valueChanged, spin.setValue)
+              for side, spin in self.margin_spins.items()),
             SettingBinding(s, "variations", self.variations_spin, self.variations_spin.valueChanged,
                            self.variations_spin.setValue),
             SettingBinding(s, "size_preset", self.size_combo, self.width_spin.valueChanged,

@@ -47,6 +47,16 @@ def prompt(qtbot, settings):
     return panel
 
 
+def test_outpaint_margins_persist_like_every_other_field(prompt, settings, qtbot, tmp_path):
+    prompt.set_margins(64, 0, 128, 32)
+    assert (settings.outpaint_left, settings.outpaint_right, settings.outpaint_bottom) == (64, 128, 32)
+    again = PromptPanel(Settings(QSettings(str(tmp_path / "quickbrush.ini"), QSettings.Format.IniFormat)))
+    qtbot.addWidget(again)
+    assert again.margins() == (64, 0, 128, 32)
+    settings.outpaint_top = 256  # and a setting changed elsewhere shows in the spin box
+    assert prompt.margins() == (64, 256, 128, 32)
+
+
 def paint_mask(document: Document, points=((20, 20), (30, 24)), radius=5.0) -> None:
     document.begin_stroke()
     for x, y in points:
