@@ -21,7 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "negative_prompt": "",
     "steps": 0,  # 0: the model's own default
     "guidance": -1.0,  # negative: the model's own default
-    "strength": 0.6,
+    "strength": 0.6,  # Vary
+    "inpaint_strength": 1.0,
     "image_guidance": 1.5,
     "seed": 0,
     "seed_locked": False,

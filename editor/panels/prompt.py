@@ -216,12 +216,20 @@ class PromptPanel(QWidget):
                                       "Turbo and LCM models want 0–1.5.")
         form.addRow("Guidance", self.guidance_spin)
 
-        self.strength_spin = QDoubleSpinBox()
-        self.strength_spin.setRange(0.05, 1.0)
-        self.strength_spin.setSingleStep(0.05)
-        self.strength_spin.setDecimals(2)
-        self.strength_spin.setToolTip("How much may change: low keeps the picture, 1 repaints it entirely.")
-        form.addRow("Strength", self.strength_spin)
+        # Vary and Inpaint keep a strength each: a variation wants the picture kept (0.6), a
+        # repainted area usually wants the old pixels gone (1.0), and the designer switches often.
+        def strength_spin(tooltip: str) -> QDoubleSpinBox:
+            spin = QDoubleSpinBox()
+            spin.setRange(0.05, 1.0)
+            spin.setSingleStep(0.05)
+            spin.setDecimals(2)
+            spin.setToolTip(tooltip)
+            form.addRow("Strength", spin)
+            return spin
+
+        self.strength_spin = strength_spin("How much may change: low keeps the picture, 1 repaints it entirely.")
+        self.inpaint_strength_spin = strength_spin(
+            "How much of the masked area may change: 1 paints it anew, lower keeps its shapes and colours.")
 
         self.image_guidance_spin = QDoubleSpinBox()
         self.image_guidance_spin.setRange(0.0, 10.0)
@@ -371,6 +379,8 @@ class PromptPanel(QWidget):
                            lambda v: -1.0 if v <= self.guidance_spin.minimum() else float(v)),
             SettingBinding(s, "strength", self.strength_spin, self.strength_spin.valueChanged,
                            self.strength_spin.setValue),
+            SettingBinding(s, "inpaint_strength", self.inpaint_strength_spin,
+                           self.inpaint_strength_spin.valueChanged, self.inpaint_strength_spin.setValue),
             SettingBinding(s, "image_guidance", self.image_guidance_spin, self.image_guidance_spin.valueChanged,
                            self.image_guidance_spin.setValue),
             SettingBinding(s, "seed", self.seed_spin, self.seed_spin.valueChanged,
@@ -446,7 +456,8 @@ class PromptPanel(QWidget):
     def _update_rows(self) -> None:
         mode = self.settings.mode
         form = self.form
-        form.setRowVisible(self.strength_spin, mode in ("vary", "inpaint"))
+        form.setRowVisible(self.strength_spin, mode == "vary")
+        form.setRowVisible(self.inpaint_strength_spin, mode == "inpaint")
         form.setRowVisible(self.image_guidance_spin, mode == "edit")
         form.setRowVisible(self.size_combo, mode == "generate")
         form.setRowVisible(self.custom_size_row, mode == "generate" and self.size_combo.currentData() == "custom")
@@ -602,7 +613,7 @@ class PromptPanel(QWidget):
                 raise BadInput(MASK_OUTSIDE)
             # A selection is the region the model sees: run on all of it rather than around the mask.
             options = MaskOptions(crop_padding=None) if selection is not None else MaskOptions()
-            return Inpaint, {"image": image, "mask": mask, "strength": float(s.strength),
+            return Inpaint, {"image": image, "mask": mask, "strength": float(s.inpaint_strength),
                              "mask_options": options}, region
         raise BadInput(f"Unknown mode {mode!r}.")
 

@@ -129,11 +129,12 @@ def test_fields_follow_the_mode(prompt, settings):
     visible = {
         "generate": {"size"},
         "vary": {"strength"},
-        "inpaint": {"strength"},
+        "inpaint": {"inpaint_strength"},
         "outpaint": {"margins"},
         "edit": {"image_guidance"},
     }
-    rows = {"size": prompt.size_combo, "strength": prompt.strength_spin, "margins": prompt.margins_row,
+    rows = {"size": prompt.size_combo, "strength": prompt.strength_spin,
+            "inpaint_strength": prompt.inpaint_strength_spin, "margins": prompt.margins_row,
             "image_guidance": prompt.image_guidance_spin}
     for mode, shown in visible.items():
         settings.mode = mode
@@ -173,6 +174,9 @@ def test_build_jobs_for_each_mode(prompt, settings, doc):
     paint_mask(doc)
     (job,), box = prompt.build_request(doc, MODEL)
     assert isinstance(job, Inpaint) and job.mask.size == job.image.size == (64, 48)
+    assert job.strength == pytest.approx(1.0)  # its own strength, not Vary's 0.4
+    settings.inpaint_strength = 0.75
+    assert prompt.build_jobs(doc, MODEL)[0].strength == pytest.approx(0.75) and settings.strength == pytest.approx(0.4)
     assert np.array_equal(np.asarray(job.mask), doc.mask) and box == (0, 0, 64, 48)
     assert job.mask_options.crop_padding is not None
 
