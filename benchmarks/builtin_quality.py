@@ -206,15 +206,15 @@ def main() -> int:
     reference_sub = float((real_pred == y[held]).mean())
     reference_group = float(np.mean([group_of[classes[p]] == ds.group[i] for p, i in zip(real_pred, held)]))
 
-    # One image per held-out caption, labelled by that caption's subgroup.
-    seen: dict[str, int] = {}
+    # `--seeds` images per held-out caption, labelled by that caption's subgroup.
+    real_of: dict[str, list[int]] = {}  # held-out caption -> its real images, one per style
     for i in held:
-        seen.setdefault(str(ds.captions[i]), int(i))
-    captions = sorted(seen)
+        real_of.setdefault(str(ds.captions[i]), []).append(int(i))
+    captions = sorted(real_of)
     if args.captions:
         captions = captions[: args.captions]
-    labels = np.array([y[seen[c]] for c in captions])
-    label_groups = [ds.group[seen[c]] for c in captions]
+    labels = np.array([y[real_of[c][0]] for c in captions])
+    label_groups = [ds.group[real_of[c][0]] for c in captions]
     model = load_model(args.model, args.runtime)
     report: dict = {"model": str(args.model.name), "runtime": args.runtime, "heldout_captions": len(captions),
                     "heldout_images": len(held), "seeds": args.seeds, "classes": len(classes), "groups": len(groups),
@@ -281,9 +281,6 @@ def main() -> int:
     }
     report["seconds"] = round(time.time() - started, 1)
 
-    real_of: dict[str, list[int]] = {}
-    for i in held:
-        real_of.setdefault(str(ds.captions[i]), []).append(int(i))
     contact_sheet(args.sheet, captions, generated, ds, picks, inpainted, real_of)
     report["sheet"] = str(args.sheet.relative_to(ROOT) if args.sheet.is_relative_to(ROOT) else args.sheet)
     print(json.dumps(report, indent=2))
@@ -312,7 +309,7 @@ def contact_sheet(path: Path, captions, generated, ds, picks, inpainted, real_of
         draw.text((6, r * cell + cell // 2 - 6), captions[k][:40], fill=(0, 0, 0))
         for j, steps in enumerate((1, 2, 4)):
             put(generated[steps][k], j, r)
-        for j, i in enumerate(real_of.get(captions[k], [])[:4]):
+        for j, i in enumerate(real_of[captions[k]][:4]):
             put(ds.images[i], 4 + j, r)
     base = rows + 1
     draw.text((6, base * cell + cell // 2 - 6), "inpaint (middle repainted)", fill=(0, 0, 0))
