@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from inference.builtin_onnx import sigma_schedule
+from inference.models.presets import guidance_for
 
 CONFIG_NAME = "quickbrush_builtin.json"
 INT8_WEIGHTS = "weights.int8.safetensors"  # see training/export.py for the format
@@ -47,6 +48,8 @@ class BuiltinConfig:
     steps: int = 4
     guidance: float = 2.0
     shift: float = 1.0  # the sampler's time shift (inference.builtin_onnx.sigma_schedule)
+    # Guidance per step count, ((steps, scale), ...); see inference.builtin_onnx.guidance_for.
+    guidance_by_steps: tuple[tuple[int, float], ...] = ()
     block_out_channels: tuple[int, ...] = (64, 128, 192)
     attention_heads: int = 4
     ae_channels: int = 64
@@ -61,14 +64,21 @@ class BuiltinConfig:
         return 2 * self.latent_channels + 2  # noisy + condition latent, mask, edit flag
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["guidance_by_steps"] = {str(k): v for k, v in self.guidance_by_steps}
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "BuiltinConfig":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if "block_out_channels" in known:
             known["block_out_channels"] = tuple(known["block_out_channels"])
+        if "guidance_by_steps" in known:
+            known["guidance_by_steps"] = tuple(sorted((int(k), float(v)) for k, v in dict(known["guidance_by_steps"]).items()))
         return cls(**known)
+
+    def guidance_for(self, steps: int) -> float:
+        return guidance_for(steps, self.guidance, dict(self.guidance_by_steps))
 
 
 def build_autoencoder(cfg: BuiltinConfig):
@@ -325,7 +335,7 @@ class BuiltinModel:
         when it says yes, sampling stops and None is returned in place of the images.
         """
         steps = steps or self.cfg.steps
-        guidance = self.cfg.guidance if guidance is None else guidance
+        guidance = self.cfg.guidance_for(steps) if guidance is None else guidance
         timings = {}
         start = time.perf_counter()
         cond = self.conditioning(task, batch, image, mask)

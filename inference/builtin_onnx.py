@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from inference.models.presets import guidance_for
+
 CONFIG_NAME = "quickbrush_builtin.json"
 ONNX_DIR = "onnx"
 TOKENS = 16
@@ -98,6 +100,7 @@ class OnnxBuiltin:
         self.size = int(self.cfg["size"])
         self.steps = int(self.cfg["steps"])
         self.guidance = float(self.cfg["guidance"])
+        self.guidance_by_steps = {int(k): float(v) for k, v in self.cfg.get("guidance_by_steps", {}).items()}
         self.shift = float(self.cfg.get("shift", 1.0))
 
     # ---------------------------------------------------------------- latents
@@ -136,7 +139,7 @@ class OnnxBuiltin:
                callback: Callable[[int, int, np.ndarray], None] | None = None,
                cancelled: Callable[[], bool] | None = None) -> tuple[np.ndarray | None, dict]:
         steps = steps or self.steps
-        guidance = self.guidance if guidance is None else guidance
+        guidance = guidance_for(steps, self.guidance, self.guidance_by_steps) if guidance is None else guidance
         timings: dict[str, float] = {}
         start = time.perf_counter()
         cond = self.conditioning(task, batch, image, mask)

@@ -166,7 +166,7 @@ class Engine:
         multiple = getattr(loaded, "multiple", 8)
         preset = loaded.preset
         steps = job.steps or preset.steps
-        guidance = preset.guidance if job.guidance is None else job.guidance
+        guidance = preset.guidance_for(steps) if job.guidance is None else job.guidance
         scheduler = job.scheduler or preset.scheduler
         denoise_start = [time.perf_counter()]
         preview_box: list[tuple[int, int, int, int] | None] = [None]

@@ -79,8 +79,9 @@ def load(ref: ModelRef, folder: str, device: str | None = None) -> Loaded:
     cfg = json.loads((Path(folder) / CONFIG_NAME).read_text())
     nbytes = sum(f.stat().st_size for f in Path(folder).rglob("*.onnx")) * 4 if runtime == "onnxruntime" else sum(
         p.numel() * p.element_size() for m in (model.unet, model.autoencoder) for p in m.parameters())
+    by_steps = tuple(sorted((int(k), float(v)) for k, v in cfg.get("guidance_by_steps", {}).items()))
     preset = Preset("quickbrush-builtin", (), None, steps=int(cfg["steps"]), guidance=float(cfg["guidance"]),
-                    max_steps=8, image_guidance=1.0)
+                    max_steps=8, image_guidance=1.0, guidance_by_steps=by_steps)
     return Loaded(ref=ref, pipe=model, native=int(cfg["size"]), preset=preset, device=device, dtype=torch.float32,
                   nbytes=nbytes, sha256=folder_fingerprint(folder), load_seconds=time.perf_counter() - started,
                   runtime=runtime)

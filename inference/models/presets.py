@@ -26,6 +26,24 @@ class Preset:
     # Extra keyword arguments for the scheduler (TCD's gamma goes to the pipeline as `eta`).
     eta: float | None = None
     few_step: bool = True
+    # Guidance per step count, ((steps, scale), ...), for models tuned that way (the built-in one);
+    # empty: `guidance` at every step count.
+    guidance_by_steps: tuple[tuple[int, float], ...] = ()
+
+    def guidance_for(self, steps: int) -> float:
+        return guidance_for(steps, self.guidance, dict(self.guidance_by_steps))
+
+
+def guidance_for(steps: int, default: float, by_steps: dict[int, float]) -> float:
+    """The guidance scale for a step count: the entry for the largest step count in `by_steps`
+    not above `steps` (the smallest entry when all are above), or `default` when there are none.
+
+    Few steps want less guidance than more: each Euler step moves by its guided velocity times
+    its length, so one step at the scale four steps like overshoots into saturated colour."""
+    if not by_steps:
+        return default
+    below = [k for k in by_steps if k <= steps]
+    return by_steps[max(below) if below else min(by_steps)]
 
 
 PRESETS: list[Preset] = [

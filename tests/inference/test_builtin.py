@@ -289,3 +289,39 @@ def test_both_runtimes_sample_at_the_configured_shift(tiny_builtin):
     torch_model.unet.forward = lambda x, t, *a, **k: times.append(float(t[0])) or forward(x, t, *a, **k)
     torch_model.sample("red apple", steps=4)  # with guidance: the tiny UNet cannot norm a batch of one at 1x1
     assert np.allclose(times, expected, rtol=1e-4)
+
+
+def test_guidance_follows_the_step_count_in_both_runtimes_and_the_engine(engine, tiny_builtin, tmp_path):
+    """guidance_by_steps in quickbrush_builtin.json: one step unguided, four guided at 3. An
+    unguided step runs the UNet on a batch of one, a guided one on two (prompt and null)."""
+    import shutil
+
+    from inference.builtin_onnx import OnnxBuiltin
+
+    folder = shutil.copytree(tiny_builtin, tmp_path / "by-steps")
+    config = json.loads((folder / builtin.CONFIG_NAME).read_text())
+    config["guidance_by_steps"] = {"1": 1.0, "4": 3.0}
+    (folder / builtin.CONFIG_NAME).write_text(json.dumps(config))
+
+    onnx_model = OnnxBuiltin(folder, threads=1)
+    run_unet, batches = onnx_model.unet.run, []
+    onnx_model.unet = type("Recorder", (), {
+        "run": lambda self, names, feeds: batches.append(len(feeds["x"])) or run_unet(names, feeds)})()
+    for steps in (1, 2, 3, 4, 8):
+        onnx_model.sample("red apple", steps=steps)
+    # 2 and 3 steps take the entry below them (1 step's); 8 takes 4's.
+    assert batches == [1] + [1] * 2 + [1] * 3 + [2] * 4 + [2] * 8
+    batches.clear()
+    onnx_model.sample("red apple", steps=1, guidance=2.0)  # an explicit scale still wins
+    assert batches == [2]
+
+    torch_model = BuiltinModel.load(folder)
+    assert torch_model.cfg.guidance_for(1) == 1.0 and torch_model.cfg.guidance_for(4) == 3.0
+    assert json.loads(json.dumps(torch_model.cfg.to_json()))["guidance_by_steps"] == {"1": 1.0, "4": 3.0}
+
+    _, resolved, *_ = run(engine, Generate(**{**common(folder), "steps": 1}))
+    assert resolved.guidance == 1.0
+    _, resolved, *_ = run(engine, Generate(**{**common(folder), "steps": 4}))
+    assert resolved.guidance == 3.0
+    _, resolved, *_ = run(engine, Generate(**{**common(folder), "steps": 4, "guidance": 1.5}))
+    assert resolved.guidance == 1.5

@@ -41,3 +41,15 @@ def test_few_step_presets_stay_few_step():
     for name in ("sd-turbo", "sdxl-turbo", "sdxs", "lcm-lora", "hyper-sd", "tcd"):
         preset = match_preset([], explicit=name)
         assert preset.few_step and 1 <= preset.steps <= 8
+
+
+def test_guidance_by_steps_picks_the_entry_at_or_below_the_step_count():
+    from inference.models.presets import Preset, guidance_for
+
+    assert guidance_for(4, 2.0, {}) == 2.0
+    by_steps = {1: 1.0, 2: 1.5, 4: 3.0}
+    assert [guidance_for(n, 2.0, by_steps) for n in (1, 2, 3, 4, 6)] == [1.0, 1.5, 1.5, 3.0, 3.0]
+    assert guidance_for(1, 2.0, {2: 1.5, 4: 3.0}) == 1.5  # below every entry: the smallest one
+    preset = Preset("x", (), None, steps=4, guidance=2.0, guidance_by_steps=((4, 3.0), (1, 1.0)))
+    assert preset.guidance_for(1) == 1.0 and preset.guidance_for(8) == 3.0
+    assert Preset("y", (), None, steps=4, guidance=2.0).guidance_for(1) == 2.0
