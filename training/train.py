@@ -85,7 +85,7 @@ def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: 
         ae.load_state_dict(state["model"])
     ae.to(device)
     opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
-    if state is not None:
+    if state is not None and state.get("opt"):
         opt.load_state_dict(state["opt"])
         step = state["step"]
     deadline = time.monotonic() + minutes * 60 if minutes else math.inf
@@ -225,13 +225,16 @@ class FlowTrainer:
         self.cfg, self.text, self.latents, self.captions, self.edits, self.run = cfg, text, latents, captions, edits, run
         self.lr, self.warmup = lr, 500
         self.device = device or default_device()
-        self.unet = build_unet(cfg).to(self.device)
+        self.unet = build_unet(cfg)
+        ckpt, seeded = run / "flow.pt", run / SEED_UNET
+        if not ckpt.exists() and seeded.exists():
+            self.unet.load_state_dict(torch.load(seeded, weights_only=True))
+        self.unet.to(self.device)
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=lr, weight_decay=0.01)
         self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
         self.step = 0
         self.rng = np.random.default_rng(seed)
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        ckpt = run / "flow.pt"
         if ckpt.exists():
             state = torch.load(ckpt, weights_only=False, map_location=self.device)
             self.unet.load_state_dict(state["model"])
@@ -338,6 +341,25 @@ class FlowTrainer:
 
 # --------------------------------------------------------------------------- driver
 
+SEED_UNET = "seed-unet.pt"
+
+
+def seed_run(run: Path, folder: Path) -> BuiltinConfig:
+    """Start a run from an exported model (the shipped one) when its checkpoints are gone: its
+    autoencoder becomes the run's, its UNet the flow model's first weights (with a fresh optimizer,
+    warmed up again), and its latent scale is kept, so the UNet goes on seeing latents scaled as
+    it was trained on. The int8 rounding of the shipped weights (under 1 % per channel) is well
+    inside what the first hundred steps of training move."""
+    model = BuiltinModel.load(folder)
+    run.mkdir(parents=True, exist_ok=True)
+    if (run / "flow.pt").exists() or (run / "autoencoder.pt").exists():
+        raise SystemExit(f"{run} already holds checkpoints; --init starts a new run only.")
+    torch.save({"model": model.autoencoder.state_dict(), "step": 0}, run / "autoencoder.pt")
+    torch.save(model.unet.state_dict(), run / SEED_UNET)
+    (run / "latents.json").write_text(json.dumps({"latent_std": model.cfg.latent_std, "fixed": True}))
+    log("seeded", run=str(run), model=str(folder), latent_std=model.cfg.latent_std)
+    return model.cfg
+
 
 def load_data(size: int, limit: int | None = None):
     from training import data
@@ -377,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--limit", type=int, default=None, help="use only this many images (tests, smoke runs)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model at 32 px, for tests")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start a new run from an exported model folder (fine-tune the shipped one)")
     parser.add_argument("--out", type=Path, default=None, help="export: where the shipped model goes")
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
                         help="export: store the weights as int8 (default)")
@@ -386,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     from training import data
 
     run = args.run or data.cache_dir() / ("run-tiny" if args.tiny else "run")
+    if args.init:
+        cfg = replace(seed_run(run, args.init), latent_std=1.0)
+    elif (run / "config.json").exists():
+        # A run remembers its architecture and sampler settings (a seeded one has the shipped model's).
+        cfg = replace(BuiltinConfig.from_json(json.loads((run / "config.json").read_text())), latent_std=1.0)
     prepare_run(run, cfg)
     ds, pairs = load_data(cfg.size, args.limit)
     train = ds.train_indices()
@@ -400,12 +429,13 @@ def main(argv: list[str] | None = None) -> int:
         latents_file = run / "latents.pt"
         if not latents_file.exists() or latents_file.stat().st_mtime < (run / "autoencoder.pt").stat().st_mtime:
             raw = encode_all(ae, ds.images[train])
-            std = float(raw.std())
+            known = json.loads((run / "latents.json").read_text()) if (run / "latents.json").exists() else {}
+            std = float(known["latent_std"]) if known.get("fixed") else float(raw.std())
             train_pairs = [(i, j, t) for i, j, t in pairs if ds.split[i] == "train" and ds.split[j] == "train"]
             src, dst, instructions = build_edit_set(ds.images, train_pairs, synthetic=len(train) // 2)
             edits = (encode_all(ae, src) / std, encode_all(ae, dst) / std, instructions)
             torch.save({"latents": raw / std, "edits": edits}, latents_file)
-            (run / "latents.json").write_text(json.dumps({"latent_std": std}))
+            (run / "latents.json").write_text(json.dumps({"latent_std": std, "fixed": bool(known.get("fixed"))}))
             log("latents", count=len(raw), edits=len(instructions), latent_std=round(std, 4))
         cached = torch.load(latents_file, weights_only=False)
         cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])

@@ -145,3 +145,36 @@ def test_flow_learning_rate_warms_up_holds_and_decays_to_zero(tmp_path, text):
     trainer.train(steps=97, batch=4, decay=20)
     assert trainer.step == 97
     assert trainer.opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 1 / 20)  # the last step, 96
+
+
+def test_a_run_seeded_from_an_exported_model_starts_from_its_weights_and_then_resumes(tmp_path):
+    """`train.py flow --init FOLDER`: fine-tuning the shipped model when the checkpoints are gone."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import tiny_models
+
+    from inference.builtin import BuiltinModel
+
+    folder = tiny_models.build_builtin(tmp_path / "shipped", int8=True)
+    shipped = BuiltinModel.load(folder)
+    run = tmp_path / "run"
+    cfg = train.seed_run(run, folder)
+    assert cfg.block_out_channels == shipped.cfg.block_out_channels and cfg.shift == shipped.cfg.shift
+    assert json.loads((run / "latents.json").read_text()) == {"latent_std": shipped.cfg.latent_std, "fixed": True}
+    ae = train.train_autoencoder(shapes(4)[0], cfg, run, steps=0)  # resumes the seeded autoencoder as it is
+    for name, value in ae.state_dict().items():
+        assert torch.equal(value, shipped.autoencoder.state_dict()[name]), name
+
+    latents = torch.randn(8, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    trainer = train.FlowTrainer(cfg, shipped.text, latents, ["red circle"] * 8, None, run)
+    for name, value in trainer.unet.state_dict().items():
+        assert torch.equal(value, shipped.unet.state_dict()[name]), name
+    trainer.train(steps=2, batch=4)
+    resumed = train.FlowTrainer(cfg, shipped.text, latents, ["red circle"] * 8, None, run)
+    assert resumed.step == 2  # from its own checkpoint now, not the seed
+    for name, value in resumed.unet.state_dict().items():
+        assert torch.equal(value, trainer.unet.state_dict()[name]), name
+    with pytest.raises(SystemExit, match="already holds"):
+        train.seed_run(run, folder)
