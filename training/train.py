@@ -356,6 +356,7 @@ def seed_run(run: Path, folder: Path) -> BuiltinConfig:
         raise SystemExit(f"{run} already holds checkpoints; --init starts a new run only.")
     torch.save({"model": model.autoencoder.state_dict(), "step": 0}, run / "autoencoder.pt")
     torch.save(model.unet.state_dict(), run / SEED_UNET)
+    model.text.save(run / "text_encoder")  # the UNet was trained on these embeddings
     (run / "latents.json").write_text(json.dumps({"latent_std": model.cfg.latent_std, "fixed": True}))
     log("seeded", run=str(run), model=str(folder), latent_std=model.cfg.latent_std)
     return model.cfg
@@ -418,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     prepare_run(run, cfg)
     ds, pairs = load_data(cfg.size, args.limit)
     train = ds.train_indices()
-    text = distill_text_encoder(data.cache_dir() / "text_encoder")
+    text = (TextEncoder.load(run / "text_encoder") if (run / "text_encoder").exists()
+            else distill_text_encoder(data.cache_dir() / "text_encoder"))
     stages = ["autoencoder", "flow", "export"] if args.stage == "all" else [args.stage]
     if "autoencoder" in stages:
         train_autoencoder(ds.images[train], cfg, run, steps=args.steps or (200 if args.tiny else 20000),

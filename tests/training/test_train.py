@@ -163,6 +163,8 @@ def test_a_run_seeded_from_an_exported_model_starts_from_its_weights_and_then_re
     cfg = train.seed_run(run, folder)
     assert cfg.block_out_channels == shipped.cfg.block_out_channels and cfg.shift == shipped.cfg.shift
     assert json.loads((run / "latents.json").read_text()) == {"latent_std": shipped.cfg.latent_std, "fixed": True}
+    tokens, _ = TextEncoder.load(run / "text_encoder")(["red circle"])
+    assert torch.allclose(tokens, shipped.text(["red circle"])[0])
     ae = train.train_autoencoder(shapes(4)[0], cfg, run, steps=0)  # resumes the seeded autoencoder as it is
     for name, value in ae.state_dict().items():
         assert torch.equal(value, shipped.autoencoder.state_dict()[name]), name
