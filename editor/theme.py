@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
-ICONS = Path(__file__).resolve().parents[1] / "assets" / "icons"
+from inference.assets import icons_dir
+
+ICONS = icons_dir()
 
 ACCENT = "#ff3c64"
 BANNER_STYLE = (

@@ -1,11 +1,13 @@
 """Guards on what a fresh install gets."""
 
+import os
 import subprocess
 import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +51,32 @@ def test_torch_is_never_left_to_an_open_range_in_docs_and_ci():
             if "pip install" in line and "torch" in line.replace("torch==", ""):
                 raise AssertionError(f"{path.name}: unpinned torch in {line!r}")
         assert "torch==2.13.0" in text, f"{path.name} must pin the CPU torch wheel"
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """pyproject lists packages by hand (assets/ is mapped in); a new subpackage must join the list."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("editor", "inference") for init in (ROOT / top).rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_carries_the_icons_and_the_builtin_model(tmp_path):
+    """Not only the editable install of the quick start: an installer's `pip install quickbrush.whl`
+    must find the icons and the built-in model too."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("quickbrush-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, timeout=300)
+    probe = ("import inference, editor.theme; from inference.models import store; "
+             "print(inference.__file__); print(store.builtin_dir()); print(editor.theme.ICONS)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path / "site"), "QT_QPA_PLATFORM": "offscreen"},
+                         timeout=120).stdout.split("\n")
+    site = tmp_path / "site"
+    assert Path(out[0]).is_relative_to(site), "the probe imported the checkout, not the wheel"
+    assert (Path(out[1]) / "quickbrush_builtin.json").is_file() and Path(out[1]).is_relative_to(site)
+    assert (Path(out[1]) / "onnx" / "unet.onnx").is_file() and (Path(out[1]) / "DATA.md").is_file()
+    assert (Path(out[2]) / "app.svg").is_file() and Path(out[2]).is_relative_to(site)

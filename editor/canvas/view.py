@@ -22,7 +22,6 @@ visibility, the preview and the rubber band are view state and never touch the u
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -50,6 +49,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
+from inference.assets import icons_dir
+
 from ..document import Document, array_to_qimage, to_qrect
 from .tools import PaintTool, Pointer, Tool, ToolState, make_tools
 
@@ -76,7 +77,7 @@ ANTS_INTERVAL_MS = 120
 
 _FMT = QImage.Format.Format_ARGB32_Premultiplied
 _MIN_LEVEL_SIDE = 32
-_ICONS = Path(__file__).resolve().parents[2] / "assets" / "icons"
+_ICONS = icons_dir()
 
 
 # --------------------------------------------------------------------------- image pyramid

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPalette
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
 
 from editor.settings import Settings
 
-ICONS = Path(__file__).resolve().parents[2] / "assets" / "icons"
-
-
-def icon(name: str) -> QIcon:
-    """An SVG icon from assets/icons (an empty icon when the file is missing)."""
-    path = ICONS / f"{name}.svg"
-    return QIcon(str(path)) if path.exists() else QIcon()
 
 
 class SettingBinding(QObject):

@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from editor.document import Document, Layer, array_to_qimage
-from editor.panels._common import SettingBinding, draw_checkerboard, icon, section_label
+from editor.panels._common import SettingBinding, draw_checkerboard, section_label
 from editor.settings import Settings
+from editor.theme import icon
 
 THUMB = 36
 LayerIdRole = Qt.ItemDataRole.UserRole + 1

@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from editor.panels._common import HintLabel, SettingBinding, icon, section_label
+from editor.panels._common import HintLabel, SettingBinding, section_label
 from editor.settings import Settings
+from editor.theme import icon
 from inference.jobs import (
     MAX_SEED,
     BadInput,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from inference.assets import assets_dir
 from inference.jobs import BadInput, ModelMissing
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
@@ -32,7 +33,7 @@ BUILTIN_CONFIG = "quickbrush_builtin.json"  # inference.builtin.CONFIG_NAME, wit
 def builtin_dir() -> Path:
     """The model shipped inside Quickbrush; QUICKBRUSH_BUILTIN overrides it (tests, installers)."""
     override = os.environ.get("QUICKBRUSH_BUILTIN")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "assets" / "models" / "builtin"
+    return Path(override) if override else assets_dir() / "models" / "builtin"
 
 
 def is_model_folder(path: Path) -> bool:

@@ -200,3 +200,18 @@ def test_a_small_generated_image_lands_in_the_middle_of_the_canvas():
     assert _centred_box((128, 128), (768, 512)) == (320, 192, 448, 320)
     assert _centred_box((768, 512), (768, 512)) is None, "a full-size result covers the canvas"
     assert _centred_box((1024, 64), (768, 512)) is None, "wider than the canvas: top left, the canvas grows"
+
+
+def test_every_icon_the_ui_names_is_found(qtbot):
+    """Icons come from inference.assets (the checkout's assets/ or the wheel's quickbrush_assets);
+    a missing file would give a blank button, not an error, so look for each one."""
+    import re
+    from pathlib import Path
+
+    from editor import theme
+
+    source = "\n".join(p.read_text() for p in Path(theme.__file__).parent.rglob("*.py"))
+    names = set(re.findall(r"\bicon\(\"([a-z0-9-]+)\"\)", source))
+    assert len(names) >= 4
+    for name in sorted(names):
+        assert not theme.icon(name).isNull(), name
