@@ -130,9 +130,11 @@ def load_model(folder: Path, runtime: str):
     return BuiltinModel.load(folder)
 
 
-def generate(model, captions: list[str], steps: int, seeds: int = 1, first_seed: int = 0) -> np.ndarray:
-    """`seeds` images per caption: all captions at the first seed, then all at the next, ..."""
-    return np.concatenate([model.sample(c, steps=steps, seed=i + 100_003 * k)[0]
+def generate(model, captions: list[str], steps: int, seeds: int = 1, first_seed: int = 0,
+             guidance: float | None = None) -> np.ndarray:
+    """`seeds` images per caption: all captions at the first seed, then all at the next, ...
+    (`guidance` None: the model's own for that step count)."""
+    return np.concatenate([model.sample(c, steps=steps, guidance=guidance, seed=i + 100_003 * k)[0]
                            for k in range(first_seed, first_seed + seeds) for i, c in enumerate(captions)])
 
 

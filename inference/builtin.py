@@ -48,7 +48,7 @@ class BuiltinConfig:
     steps: int = 4
     guidance: float = 2.0
     shift: float = 1.0  # the sampler's time shift (inference.builtin_onnx.sigma_schedule)
-    # Guidance per step count, ((steps, scale), ...); see inference.builtin_onnx.guidance_for.
+    # Guidance per step count, ((steps, scale), ...); see inference.models.presets.guidance_for.
     guidance_by_steps: tuple[tuple[int, float], ...] = ()
     block_out_channels: tuple[int, ...] = (64, 128, 192)
     attention_heads: int = 4
@@ -74,7 +74,8 @@ class BuiltinConfig:
         if "block_out_channels" in known:
             known["block_out_channels"] = tuple(known["block_out_channels"])
         if "guidance_by_steps" in known:
-            known["guidance_by_steps"] = tuple(sorted((int(k), float(v)) for k, v in dict(known["guidance_by_steps"]).items()))
+            known["guidance_by_steps"] = tuple(sorted((int(k), float(v))
+                                                      for k, v in dict(known["guidance_by_steps"]).items()))
         return cls(**known)
 
     def guidance_for(self, steps: int) -> float:

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
-    from builtin_quality import _net, predict
+    from builtin_quality import _net, generate, predict
 
     from inference.builtin_onnx import OnnxBuiltin
     from training import data
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"captions": len(captions), "seeds": args.seeds, "split": "train"}
 
     def score(steps: int, scale: float) -> dict[str, float]:
-        images = np.concatenate([model.sample(c, steps=steps, guidance=scale, seed=k * 100_003 + i)[0]
-                                 for k in range(args.seeds) for i, c in enumerate(captions)])
+        images = generate(model, captions, steps, args.seeds, guidance=scale)
         pred = predict(net, images)[0]
         return {"subgroup": round(float((pred == labels).mean()), 4),
                 "group": round(float((groups[pred] == groups[labels]).mean()), 4)}

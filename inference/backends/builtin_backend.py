@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inference.builtin import CONFIG_NAME, BuiltinModel
+from inference.builtin import CONFIG_NAME, BuiltinConfig, BuiltinModel
 from inference.device import dtype_name, pick_device
 from inference.jobs import BadInput, Cancelled, ModelMissing, ModelRef
 from inference.models.presets import Preset
@@ -76,13 +76,12 @@ def load(ref: ModelRef, folder: str, device: str | None = None) -> Loaded:
             runtime = "torch"
     except Exception as exc:
         raise ModelMissing(f"The built-in model in {Path(folder).name} could not be loaded: {exc}", repr(exc)) from exc
-    cfg = json.loads((Path(folder) / CONFIG_NAME).read_text())
+    cfg = BuiltinConfig.from_json(json.loads((Path(folder) / CONFIG_NAME).read_text()))
     nbytes = sum(f.stat().st_size for f in Path(folder).rglob("*.onnx")) * 4 if runtime == "onnxruntime" else sum(
         p.numel() * p.element_size() for m in (model.unet, model.autoencoder) for p in m.parameters())
-    by_steps = tuple(sorted((int(k), float(v)) for k, v in cfg.get("guidance_by_steps", {}).items()))
-    preset = Preset("quickbrush-builtin", (), None, steps=int(cfg["steps"]), guidance=float(cfg["guidance"]),
-                    max_steps=8, image_guidance=1.0, guidance_by_steps=by_steps)
-    return Loaded(ref=ref, pipe=model, native=int(cfg["size"]), preset=preset, device=device, dtype=torch.float32,
+    preset = Preset("quickbrush-builtin", (), None, steps=cfg.steps, guidance=cfg.guidance,
+                    max_steps=8, image_guidance=1.0, guidance_by_steps=cfg.guidance_by_steps)
+    return Loaded(ref=ref, pipe=model, native=cfg.size, preset=preset, device=device, dtype=torch.float32,
                   nbytes=nbytes, sha256=folder_fingerprint(folder), load_seconds=time.perf_counter() - started,
                   runtime=runtime)
 
