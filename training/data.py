@@ -42,7 +42,10 @@ DATA_ENV = "QUICKBRUSH_DATA"
 # Bump when the same settings would produce different arrays, so old dataset files are rebuilt.
 FORMAT = 2
 
-SOURCES = ("noto", "twemoji", "fluent-flat", "fluent-modern")
+SOURCES = ("noto", "twemoji", "fluent-flat", "fluent-modern")  # the emoji sets: the default data set
+ICON_SOURCES = ("tabler", "lucide")  # black line icons, captioned "<name> icon"
+ALL_SOURCES = SOURCES + ICON_SOURCES
+ICON_GROUP = "Icons"
 FILL = 0.9  # the emoji's longer side, as a fraction of the square
 ALPHA_EDGE = 8  # alpha at or below this does not count towards an emoji's bounding box (soft shadows)
 HELDOUT_FRACTION = 0.10
@@ -88,6 +91,12 @@ PINS: dict[str, Pin] = {
     # nor what Fluent's file names are made from.
     "labels": Pin("emojibase-data", "16.0.3",
                   "sha512-MopInVCDZeXvqBMPJxnvYUyKw9ImJZqIDr2sABo6acVSPev5IDYX+mf+0tsu96JJyc3INNvgIf06Eso7bdTX2Q=="),
+    # Tabler Icons (MIT): icons.json gives every icon a category and tags; outline and filled SVGs.
+    "tabler": Pin("@tabler/icons", "3.52.0",
+                  "sha512-dldKlJNfO/gZnGLcIY0X2EFFKIMGwL/rEvTqglvBgAPFiwj9pZOCN5V3Sf0Gyjq6foX4VQmLdOmsS4w5FdWKAw=="),
+    # Lucide (ISC): tags.json gives tags but no categories (see icon_catalogue).
+    "lucide": Pin("lucide-static", "1.62.0",
+                  "sha512-WBZA/m2PvkFpMGHDtsBck5P2A9G4ehLlYu4GwwICcmEm1BvYVgj00lCDxKRWLlbMlOibLaiwdQ88G5pHkSWgwA=="),
 }
 
 NOTO_DEB = "fonts-noto-color-emoji"
@@ -229,6 +238,11 @@ class Entry:
     image: str  # file name in the emoji-datasource image folders
     label: str  # the base emoji's CLDR name (for Fluent's file names)
     has_variants: bool  # whether the base emoji has skin tones (Fluent then names its base "-default")
+    holdout: str = ""  # what decides the train/held-out split when not the caption (an icon's styles go together)
+
+    @property
+    def split(self) -> str:
+        return "heldout" if is_heldout(self.holdout or self.caption) else "train"
 
 
 def _key(hexcode: str) -> str:
@@ -419,14 +433,15 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _render_svg(svg: str, size: int) -> Image.Image:
+def _render_svg(svg: str, size: int, box: int = 32) -> Image.Image:
     try:
         import resvg_py
     except ImportError as error:
         raise DataError("The Fluent sources need resvg: pip install resvg_py") from error
     # Twice the target size, then fit() scales down: smoother edges than rendering at size.
-    # zoom (not width/height) keeps the few 32 x 33 view boxes in proportion.
-    png = resvg_py.svg_to_bytes(svg_string=svg, zoom=2 * size / 32, skip_system_fonts=True)
+    # zoom (not width/height) keeps the few 32 x 33 view boxes in proportion. `box`: the set's
+    # nominal view box (Fluent 32, icons 24). currentColor, which icons draw with, renders black.
+    png = resvg_py.svg_to_bytes(svg_string=svg, zoom=2 * size / box, skip_system_fonts=True)
     return Image.open(io.BytesIO(bytes(png)))
 
 
@@ -504,6 +519,104 @@ def _render_fluent(style: str, entries: list[Entry], files: Mapping[str, bytes],
     return out
 
 
+# --------------------------------------------------------------------------- icons
+
+
+def icon_caption(name: str, filled: bool = False) -> str:
+    """"arrow-big-up" -> "arrow big up icon"; the filled style says so first ("filled cat icon").
+
+    Both icon sets name the same thing the same way ("cat"), so one caption covers both, as an
+    emoji's caption covers all four emoji sets."""
+    words = name.replace("-", " ").strip()
+    return f"filled {words} icon" if filled else f"{words} icon"
+
+
+def icon_subgroup(category: str) -> str:
+    return "icon-" + slug(category)
+
+
+def _icon_entry(source: str, name: str, category: str, path: str, filled: bool = False) -> Entry:
+    return Entry(caption=icon_caption(name, filled), group=ICON_GROUP, subgroup=icon_subgroup(category),
+                 emoji=f"{source}:{name}", skin="", unified="", image=path, label=name, has_variants=False,
+                 holdout=icon_caption(name))
+
+
+def tabler_catalogue(icons_json: Mapping[str, dict], files: Iterable[str]) -> list[Entry]:
+    """Every Tabler icon with an SVG in the package, in each style it has, by name."""
+    present = set(files)
+    entries: list[Entry] = []
+    for name in sorted(icons_json):
+        category = icons_json[name].get("category") or ""
+        if not category:
+            continue
+        for style in ("outline", "filled"):
+            path = f"package/icons/{style}/{name}.svg"
+            if path in present:
+                entries.append(_icon_entry("tabler", name, category, path, filled=style == "filled"))
+    return entries
+
+
+def lucide_catalogue(tags_json: Mapping[str, list[str]], files: Iterable[str],
+                     categories: Mapping[str, str]) -> list[Entry]:
+    """Lucide's icons, with the category Tabler gives the same name or, failing that, one of its tags.
+
+    lucide-static ships tags but no categories; the classifier needs a subgroup for every image, and
+    borrowing Tabler's (same name first, then tags in Lucide's order) labels about 85 % of them. The
+    rest are left out rather than put in a catch-all class that would teach the classifier nothing.
+    tags.json lists each icon once; the SVG folder adds aliases (old names of the same drawing)."""
+    present = set(files)
+    entries: list[Entry] = []
+    for name in sorted(tags_json):
+        path = f"package/icons/{name}.svg"
+        if path not in present:
+            continue
+        candidates = [name] + [tag.replace(" ", "-") for tag in tags_json[name]]
+        category = next((categories[c] for c in candidates if c in categories), None)
+        if category:
+            entries.append(_icon_entry("lucide", name, category, path))
+    return entries
+
+
+def _render_icons(source: str, entries: list[Entry], files: Mapping[str, bytes], size: int) -> Rendered:
+    out = Rendered(source)
+    failed = 0
+    for entry in entries:
+        try:
+            image = _render_svg(files[entry.image].decode("utf-8"), size, box=24)
+        except ValueError as error:
+            _log(f"{source}: {entry.image}: {error}")
+            failed += 1
+            continue
+        out.add(entry, image, size)
+    out.stats = {"images": len(out.images), "icons": len(entries), "svg_failed": failed,
+                 "categories": len({e.subgroup for e in out.entries})}
+    return out
+
+
+def _icon_part(source: str, pins: Mapping[str, Pin], folder: Path, size: int, limit: int | None) -> Rendered:
+    """Render one icon set; Lucide reads Tabler's catalogue too, for its categories."""
+    tabler = _read_tar(fetch(pins["tabler"], folder), lambda n: n == "package/icons.json"
+                       or (source == "tabler" and n.startswith("package/icons/") and n.endswith(".svg")))
+    try:
+        tabler_json = json.loads(tabler.pop("package/icons.json"))
+    except KeyError as error:
+        raise DataError(f"{pins['tabler'].name} lacks {error}") from error
+    if source == "tabler":
+        entries, files = tabler_catalogue(tabler_json, tabler), tabler
+    else:
+        files = _read_tar(fetch(pins["lucide"], folder), lambda n: n == "package/tags.json"
+                          or (n.startswith("package/icons/") and n.endswith(".svg")))
+        try:
+            tags = json.loads(files.pop("package/tags.json"))
+        except KeyError as error:
+            raise DataError(f"{pins['lucide'].name} lacks {error}") from error
+        categories = {name: item["category"] for name, item in tabler_json.items() if item.get("category")}
+        entries = lucide_catalogue(tags, files, categories)
+    if limit is not None:
+        entries = _limit(entries, limit)
+    return _render_icons(source, entries, files, size)
+
+
 # --------------------------------------------------------------------------- the dataset
 
 
@@ -553,16 +666,26 @@ def dataset_name(size: int, sources: tuple[str, ...] = SOURCES, limit: int | Non
     """dataset-128.npz for the full set; smoke runs and single sources get their own file
     (dataset-128-twemoji-limit400.npz) so they never replace the full one."""
     parts = [f"dataset-{size}"]
-    if tuple(sources) != SOURCES:
+    if tuple(sources) == ALL_SOURCES:
+        parts.append("all")
+    elif tuple(sources) != SOURCES:
         parts.append("+".join(sources))
     if limit is not None:
         parts.append(f"limit{limit}")
     return "-".join(parts) + ".npz"
 
 
+_EMOJI_ROLES = ("google", "twitter", "fluent", "labels")
+
+
 def _settings(size: int, sources: tuple[str, ...], limit: int | None, pins: Mapping[str, Pin]) -> dict:
+    """What a data set file was made from. Only the pins its sources read count, so adding an icon
+    pin does not make every emoji-only file stale."""
+    roles = set(_EMOJI_ROLES) if set(sources) & set(SOURCES) else set()
+    roles |= {"tabler"} if set(sources) & set(ICON_SOURCES) else set()  # Lucide borrows Tabler's categories
+    roles |= {"lucide"} if "lucide" in sources else set()
     return {"format": FORMAT, "size": size, "sources": list(sources), "limit": limit,
-            "pins": {role: f"{p.name}@{p.version} {p.integrity}" for role, p in sorted(pins.items())}}
+            "pins": {role: f"{p.name}@{p.version} {p.integrity}" for role, p in sorted(pins.items()) if role in roles}}
 
 
 def _recorded_settings(path: Path) -> dict | None:
@@ -584,9 +707,10 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
     When no font can be found, "noto" falls back to emoji-datasource-google's 64 px images,
     upscaled, and says so in the metadata.
     """
-    unknown = set(sources) - set(SOURCES)
+    unknown = set(sources) - set(ALL_SOURCES)
     if unknown:
-        raise ValueError(f"unknown sources {sorted(unknown)}; choose from {SOURCES}")
+        raise ValueError(f"unknown sources {sorted(unknown)}; choose from {ALL_SOURCES}")
+    emoji_sources = tuple(s for s in sources if s in SOURCES)
     pins = PINS if pins is None else pins
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     out = folder / dataset_name(size, tuple(sources), limit)
@@ -604,18 +728,21 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
         else:
             _log("no Noto Color Emoji font: using emoji-datasource-google's 64 px images, upscaled")
 
-    google_tar = fetch(pins["google"], folder)
-    want_google_images = "noto" in sources and font is None
-    google = _read_tar(google_tar, lambda n: n == "package/emoji.json"
-                       or (want_google_images and n.startswith("package/img/google/64/")))
-    labels = _read_tar(fetch(pins["labels"], folder), lambda n: n == "package/en/data.json")
-    try:
-        entries = catalogue(json.loads(google["package/emoji.json"]), json.loads(labels["package/en/data.json"]))
-    except KeyError as error:
-        raise DataError(f"a pinned package lacks {error}") from error
-    if limit is not None:
-        entries = _limit(entries, max(1, limit // len(sources)))
-    _log(f"{len(entries)} emoji and skin variants")
+    entries: list[Entry] = []
+    google: dict[str, bytes] = {}
+    if emoji_sources:
+        google_tar = fetch(pins["google"], folder)
+        want_google_images = "noto" in sources and font is None
+        google = _read_tar(google_tar, lambda n: n == "package/emoji.json"
+                           or (want_google_images and n.startswith("package/img/google/64/")))
+        labels = _read_tar(fetch(pins["labels"], folder), lambda n: n == "package/en/data.json")
+        try:
+            entries = catalogue(json.loads(google["package/emoji.json"]), json.loads(labels["package/en/data.json"]))
+        except KeyError as error:
+            raise DataError(f"a pinned package lacks {error}") from error
+        if limit is not None:
+            entries = _limit(entries, max(1, limit // len(sources)))
+        _log(f"{len(entries)} emoji and skin variants")
 
     rendered: list[Rendered] = []
     fluent_files: dict[str, bytes] = {}
@@ -634,6 +761,8 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
         elif source == "twemoji":
             files = _read_tar(fetch(pins["twitter"], folder), lambda n: n.startswith("package/img/twitter/64/"))
             part = _render_pngs("twemoji", entries, files, "package/img/twitter/64", size)
+        elif source in ICON_SOURCES:
+            part = _icon_part(source, pins, folder, size, None if limit is None else max(1, limit // len(sources)))
         else:
             part = _render_fluent(source.split("-", 1)[1], entries, fluent_files, size)
         part.stats["seconds"] = round(time.monotonic() - tick, 1)
@@ -647,7 +776,7 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
         raise DataError("No images were rendered: every source came out empty.")
     images = np.stack([image for part in rendered for image in part.images][: len(rows)])
     captions = [entry.caption for _, entry in rows]
-    heldout = sorted({c for c in captions if is_heldout(c)})
+    heldout = sorted({e.caption for _, e in rows if e.split == "heldout"})
     meta = {
         "settings": settings,
         "stats": {part.source: part.stats for part in rendered},
@@ -662,7 +791,7 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
         "source": np.array([s for s, _ in rows], dtype=str),
         "emoji": np.array([e.emoji for _, e in rows], dtype=str),
         "skin": np.array([e.skin for _, e in rows], dtype=str),
-        "split": np.array(["heldout" if is_heldout(c) else "train" for c in captions], dtype=str),
+        "split": np.array([e.split for _, e in rows], dtype=str),
         "meta": np.array(json.dumps(meta)),
     }
     _write_atomically(out, arrays)
@@ -766,18 +895,23 @@ def summary(path: Path) -> dict:
     }
 
 
+def parse_sources(text: str) -> tuple[str, ...]:
+    """"all", or a comma-separated list of sources."""
+    return ALL_SOURCES if text.strip() == "all" else tuple(s for s in text.split(",") if s)
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=128, help="square image size in pixels (default 128)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images (smoke runs)")
-    parser.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, from {','.join(SOURCES)}")
+    parser.add_argument("--sources", default=",".join(SOURCES),
+                        help=f"comma-separated, from {','.join(ALL_SOURCES)}, or 'all' (default: the emoji sets)")
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"default: the user cache, or ${DATA_ENV}")
     args = parser.parse_args(None if argv is None else list(argv))
     started = time.monotonic()
     try:
-        path = prepare(args.cache_dir, size=args.size, sources=tuple(s for s in args.sources.split(",") if s),
-                       limit=args.limit)
+        path = prepare(args.cache_dir, size=args.size, sources=parse_sources(args.sources), limit=args.limit)
     except (DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

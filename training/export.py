@@ -38,9 +38,10 @@ def _write_int8(module, folder: Path) -> None:
     save_file(quantize_state_dict(module.state_dict()), folder / INT8_WEIGHTS, metadata={"format": "quickbrush-int8"})
 
 
-def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True) -> Path:
+def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True, extra: dict | None = None) -> Path:
     """The model folder: torch weights (int8 storage) for fine-tuning and tests, plus the ONNX
-    graphs the app runs (inference/builtin_onnx.py)."""
+    graphs the app runs (inference/builtin_onnx.py). `extra`: more keys for quickbrush_builtin.json
+    (the training's `data_sources`), which the runtimes ignore."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
@@ -58,6 +59,7 @@ def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True)
         save_file(quantize_state_dict(table), text_dir / INT8_WEIGHTS, metadata={"format": "quickbrush-int8"})
     config = json.loads((tmp / "quickbrush_builtin.json").read_text())
     config["int8"] = int8
+    config.update(extra or {})
     (tmp / "quickbrush_builtin.json").write_text(json.dumps(config, indent=2) + "\n")
     # Replace the model's own files only: DATA.md and LICENSE beside them stay.
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -131,8 +132,22 @@ def encode_all(ae, images: np.ndarray, batch: int = 128) -> torch.Tensor:
 # --------------------------------------------------------------------------- synthetic edits
 
 
+def is_ink(image: np.ndarray) -> bool:
+    """Black line art (an icon): nearly every drawn pixel dark and without colour."""
+    drawn = image[..., 3] > 128
+    if not drawn.any():
+        return False
+    return bool((image[drawn][:, :3].max(-1) < 60).mean() > 0.95)
+
+
 def _hue_to(image: np.ndarray, hue: float) -> np.ndarray:
-    """Recolour: every saturated pixel takes `hue`, keeping its lightness and saturation."""
+    """Recolour: every saturated pixel takes `hue`, keeping its lightness and saturation; black
+    line art (which has no hue to turn) is inked in the colour instead, as a designer recolours an icon."""
+    if is_ink(image):
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.85)
+        ink = np.array([r, g, b], np.float32) * 255 + 0.5
+        out = np.where(image[..., 3:] > 0, ink, 0).astype(np.uint8)
+        return np.concatenate([out, image[..., 3:]], -1)
     rgb = image[..., :3].astype(np.float32) / 255
     mx, mn = rgb.max(-1), rgb.min(-1)
     sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0)
@@ -160,7 +175,8 @@ def synthetic_edit(image: np.ndarray, rng: random.Random) -> tuple[np.ndarray, s
             ["make it grayscale", "black and white", "remove the colour"])
     if kind == "mirror":
         return image[:, ::-1].copy(), rng.choice(["mirror it", "flip it horizontally", "face the other way"])
-    name = rng.choice(["white", "yellow", "blue", "black"])
+    # A black background would swallow black line art whole: no icon left to see.
+    name = rng.choice(["white", "yellow", "blue"] + ([] if is_ink(image) else ["black"]))
     colour = {"white": (255, 255, 255), "yellow": (255, 220, 90), "blue": (70, 130, 230), "black": (20, 20, 20)}[name]
     alpha = image[..., 3:].astype(np.float32) / 255
     flat = (image[..., :3] * alpha + np.array(colour, np.float32) * (1 - alpha)).astype(np.uint8)
@@ -216,13 +232,43 @@ def random_latent_masks(batch: int, size: int, rng: np.random.Generator) -> torc
     return torch.from_numpy(masks)
 
 
+_SIDES = re.compile(r"\b(left|right|leftwards|rightwards)\b")
+
+
+def mirrorable(captions, subgroups, sources) -> np.ndarray:
+    """Which images may be trained mirrored: a mirrored "left arrow", keycap, letter or icon
+    (icons are drawn to a grid and many hold text or a direction) no longer shows its caption."""
+    from training.data import ICON_SOURCES
+
+    return np.array([not (src in ICON_SOURCES or sub in ("keycap", "alphanum") or _SIDES.search(cap))
+                     for cap, sub, src in zip(captions, subgroups, sources)], dtype=bool)
+
+
+
+def sampling_weights(sources, icon_share: float) -> np.ndarray | None:
+    """Per-image probabilities that give icons `icon_share` of the images drawn (None: uniform).
+
+    Without it icons would take their share by count (about 40 %), and the emoji, which the
+    quality bars are measured on most, would lose the training they need."""
+    from training.data import ICON_SOURCES
+
+    icon = np.isin(np.asarray(sources), ICON_SOURCES)
+    if not icon.any() or icon.all():
+        return None
+    weights = np.where(icon, icon_share / icon.sum(), (1 - icon_share) / (~icon).sum())
+    return weights / weights.sum()
+
+
 class FlowTrainer:
     def __init__(self, cfg: BuiltinConfig, text: TextEncoder, latents: torch.Tensor, captions: list[str],
                  edits: tuple[torch.Tensor, torch.Tensor, list[str]] | None, run: Path, lr: float = 5e-4,
-                 seed: int = 0, device: str | None = None):
+                 seed: int = 0, device: str | None = None, mirror: np.ndarray | None = None,
+                 weights: np.ndarray | None = None):
         from diffusers.training_utils import EMAModel
 
         self.cfg, self.text, self.latents, self.captions, self.edits, self.run = cfg, text, latents, captions, edits, run
+        self.mirror = torch.ones(len(latents), dtype=torch.bool) if mirror is None else torch.from_numpy(mirror)
+        self.weights = weights
         self.lr, self.warmup = lr, 500
         self.device = device or default_device()
         self.unet = build_unet(cfg)
@@ -257,10 +303,13 @@ class FlowTrainer:
         n_edit = size // 4 if self.edits is not None else 0
         n_inpaint = size // 4
         n_gen = size - n_edit - n_inpaint
-        idx = self.rng.integers(0, len(self.latents), n_gen + n_inpaint)
+        if self.weights is None:
+            idx = self.rng.integers(0, len(self.latents), n_gen + n_inpaint)
+        else:
+            idx = self.rng.choice(len(self.latents), n_gen + n_inpaint, p=self.weights)
         clean = self.latents[idx].clone()
-        flip = torch.from_numpy(self.rng.random(len(idx)) < 0.5)
-        clean[flip] = clean[flip].flip(-1)  # emoji mirror well; latents of a mirrored image ~ mirrored latents
+        flip = torch.from_numpy(self.rng.random(len(idx)) < 0.5) & self.mirror[idx]
+        clean[flip] = clean[flip].flip(-1)  # latents of a mirrored image ~ mirrored latents
         cond = torch.zeros(len(idx), c + 2, s, s)
         cond[:n_gen, c] = 1
         masks = random_latent_masks(n_inpaint, s, self.rng)
@@ -362,17 +411,34 @@ def seed_run(run: Path, folder: Path) -> BuiltinConfig:
     return model.cfg
 
 
-def load_data(size: int, limit: int | None = None):
+def load_data(size: int, limit: int | None = None, sources: tuple[str, ...] | None = None):
     from training import data
 
-    path = data.prepare(size=size, limit=limit)
+    path = data.prepare(size=size, limit=limit, sources=sources or data.SOURCES)
     ds = data.load(path)
     return ds, data.edit_pairs(ds)
 
 
-def prepare_run(run: Path, cfg: BuiltinConfig) -> None:
+def prepare_run(run: Path, cfg: BuiltinConfig, sources: tuple[str, ...]) -> None:
+    """The run's config.json: the model's settings plus `data_sources`, which the export passes on
+    to the shipped model so that the benchmark measures it on the data it was trained for."""
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+    (run / "config.json").write_text(json.dumps({**cfg.to_json(), "data_sources": list(sources)}, indent=2))
+
+
+def run_sources(run: Path, asked: str | None) -> tuple[str, ...]:
+    """--sources when given, else what the run (or the model it was seeded from) was trained on."""
+    from training import data
+
+    if asked:
+        return data.parse_sources(asked)
+    recorded = json.loads((run / "config.json").read_text()).get("data_sources") if (run / "config.json").exists() else None
+    return tuple(recorded) if recorded else data.SOURCES
+
+
+def dataset_key(ds) -> str:
+    """What the cached latents were encoded from: a changed data set must not reuse them."""
+    return json.dumps(ds.meta.get("settings"), sort_keys=True)
 
 
 def assemble(run: Path, cfg: BuiltinConfig, text: TextEncoder, unet=None) -> BuiltinModel:
@@ -399,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="flow: let the learning rate fall linearly to zero over the last DECAY steps before --steps")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--limit", type=int, default=None, help="use only this many images (tests, smoke runs)")
+    parser.add_argument("--sources", default=None,
+                        help="training data: 'all' (emoji and icons) or a comma-separated list "
+                             "(default: the run's own, else the emoji sets)")
+    parser.add_argument("--icon-share", type=float, default=0.25,
+                        help="flow: the fraction of drawn images that are icons, when the data has them")
     parser.add_argument("--tiny", action="store_true", help="a tiny model at 32 px, for tests")
     parser.add_argument("--init", type=Path, default=None,
                         help="start a new run from an exported model folder (fine-tune the shipped one)")
@@ -416,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     elif (run / "config.json").exists():
         # A run remembers its architecture and sampler settings (a seeded one has the shipped model's).
         cfg = replace(BuiltinConfig.from_json(json.loads((run / "config.json").read_text())), latent_std=1.0)
-    prepare_run(run, cfg)
-    ds, pairs = load_data(cfg.size, args.limit)
+    sources = run_sources(run, args.sources)
+    prepare_run(run, cfg, sources)
+    ds, pairs = load_data(cfg.size, args.limit, sources)
     train = ds.train_indices()
     text = (TextEncoder.load(run / "text_encoder") if (run / "text_encoder").exists()
             else distill_text_encoder(data.cache_dir() / "text_encoder"))
@@ -429,19 +501,23 @@ def main(argv: list[str] | None = None) -> int:
         ae = build_autoencoder(cfg)
         ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
         latents_file = run / "latents.pt"
-        if not latents_file.exists() or latents_file.stat().st_mtime < (run / "autoencoder.pt").stat().st_mtime:
+        known = json.loads((run / "latents.json").read_text()) if (run / "latents.json").exists() else {}
+        if (not latents_file.exists() or latents_file.stat().st_mtime < (run / "autoencoder.pt").stat().st_mtime
+                or known.get("dataset", dataset_key(ds)) != dataset_key(ds)):
             raw = encode_all(ae, ds.images[train])
-            known = json.loads((run / "latents.json").read_text()) if (run / "latents.json").exists() else {}
             std = float(known["latent_std"]) if known.get("fixed") else float(raw.std())
             train_pairs = [(i, j, t) for i, j, t in pairs if ds.split[i] == "train" and ds.split[j] == "train"]
             src, dst, instructions = build_edit_set(ds.images, train_pairs, synthetic=len(train) // 2)
             edits = (encode_all(ae, src) / std, encode_all(ae, dst) / std, instructions)
             torch.save({"latents": raw / std, "edits": edits}, latents_file)
-            (run / "latents.json").write_text(json.dumps({"latent_std": std, "fixed": bool(known.get("fixed"))}))
+            (run / "latents.json").write_text(json.dumps({"latent_std": std, "fixed": bool(known.get("fixed")),
+                                                          "dataset": dataset_key(ds)}))
             log("latents", count=len(raw), edits=len(instructions), latent_std=round(std, 4))
         cached = torch.load(latents_file, weights_only=False)
         cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])
-        trainer = FlowTrainer(cfg, text, cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"], run)
+        trainer = FlowTrainer(cfg, text, cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"], run,
+                              mirror=mirrorable(ds.captions[train], ds.subgroup[train], ds.source[train]),
+                              weights=sampling_weights(ds.source[train], args.icon_share))
         trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes,
                       decay=args.decay)
     if "export" in stages:
@@ -449,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = assemble(run, cfg, text)
         out = args.out or run / "export"
-        export(model, out, int8=args.int8)
+        export(model, out, int8=args.int8, extra={"data_sources": list(sources)})
         log("exported", out=str(out))
     return 0
 

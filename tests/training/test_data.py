@@ -90,6 +90,49 @@ def _svg(colour: str) -> bytes:
             f'<rect x="4" y="8" width="20" height="16" rx="3" fill="{colour}"/></svg>').encode()
 
 
+def _icon_svg(shape: str) -> bytes:
+    """Drawn as both icon sets draw: 24 px view box, currentColor strokes (and an invisible box)."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="24" height="24" viewBox="0 0 24 24" fill="none" '
+            f'stroke="currentColor" stroke-width="2"><path stroke="none" d="M0 0h24v24H0z" fill="none"/>'
+            f'{shape}</svg>').encode()
+
+
+def _heldout_icon_name() -> str:
+    return next(f"gadget-{k}" for k in range(1000) if data.is_heldout(data.icon_caption(f"gadget-{k}")))
+
+
+TABLER = {  # name: (category, styles)
+    "cat": ("Animals", ("outline", "filled")),
+    "dog": ("Animals", ("outline",)),
+    "arrow-left": ("Arrows", ("outline",)),
+    "no-category": ("", ("outline",)),
+    _heldout_icon_name(): ("Devices", ("outline", "filled")),
+}
+LUCIDE = {  # name: tags
+    "cat": ["pet"],  # Tabler has the same name
+    "puppy": ["pet", "dog"],  # a tag is a Tabler name
+    "squiggle": ["wave"],  # nothing to borrow a category from: left out
+}
+
+
+def _tabler_files() -> dict[str, bytes]:
+    files = {"package/icons.json": json.dumps({
+        name: {"name": name, "category": category, "tags": [], "styles": {s: {} for s in styles}}
+        for name, (category, styles) in TABLER.items()}).encode()}
+    for name, (_, styles) in TABLER.items():
+        for style in styles:
+            shape = '<circle cx="12" cy="12" r="8"/>' if style == "outline" else '<rect x="4" y="6" width="16" height="12" fill="currentColor"/>'
+            files[f"package/icons/{style}/{name}.svg"] = _icon_svg(shape)
+    return files
+
+
+def _lucide_files() -> dict[str, bytes]:
+    files = {"package/tags.json": json.dumps(LUCIDE).encode()}
+    for name in [*LUCIDE, "kitty"]:  # "kitty": an alias file, not in tags.json
+        files[f"package/icons/{name}.svg"] = _icon_svg('<path d="M4 20 L12 4 L20 20 Z"/>')
+    return files
+
+
 def _tgz(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -124,12 +167,73 @@ def packages():
         for tone in data.TONES.values():
             fluent[f"package/icons/{style}/thumbs-up-{tone}.svg"] = _svg(colour)
     blobs = {
+        "tabler": ("@tabler/icons", _tgz(_tabler_files())),
+        "lucide": ("lucide-static", _tgz(_lucide_files())),
         "google": ("emoji-datasource-google", _tgz(google)),
         "twitter": ("emoji-datasource-twitter", _tgz(twitter)),
         "fluent": ("fluentui-emoji", _tgz(fluent)),
         "labels": ("emojibase-data", _tgz({"package/en/data.json": json.dumps(labels_json).encode()})),
     }
     return {role: (Pin(name, "0.0.1", _integrity(blob)), blob) for role, (name, blob) in blobs.items()}
+
+
+# --------------------------------------------------------------------------- icons
+
+
+@pytest.fixture(scope="module")
+def with_icons(packages, tmp_path_factory):
+    """Emoji (one set) and both icon sets in one data set."""
+    served = Registry(packages)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(data.REGISTRY_ENV, served.url)
+        path = data.prepare(tmp_path_factory.mktemp("cache"), size=SIZE, sources=("twemoji", "tabler", "lucide"),
+                            pins=_pins(packages))
+    served.stop()
+    return data.load(path)
+
+
+@needs_resvg
+def test_icons_are_captioned_by_name_and_labelled_by_tabler_category(with_icons):
+    ds = with_icons
+    icons = {(str(s), str(c)): str(sub) for s, c, sub in zip(ds.source, ds.captions, ds.subgroup) if s != "twemoji"}
+    assert icons[("tabler", "cat icon")] == icons[("tabler", "filled cat icon")] == "icon-animals"
+    assert icons[("tabler", "arrow left icon")] == "icon-arrows"
+    assert ("tabler", "no category icon") not in icons  # no class for the classifier to learn
+    assert icons[("lucide", "cat icon")] == "icon-animals"  # by name
+    assert icons[("lucide", "puppy icon")] == "icon-animals"  # by its tag "dog", a Tabler name
+    assert ("lucide", "squiggle icon") not in icons and ("lucide", "kitty icon") not in icons
+    assert set(ds.group[np.isin(ds.source, ["tabler", "lucide"])]) == {data.ICON_GROUP}
+    assert "twemoji" in set(ds.source.tolist())  # emoji and icons in one set
+
+
+@needs_resvg
+def test_icons_render_black_on_transparency(with_icons):
+    ds = with_icons
+    for image in ds.images[np.isin(ds.source, ["tabler", "lucide"])]:
+        ink = image[..., 3] > 200
+        assert ink.any() and (image[..., 3] == 0).any()
+        assert image[ink][:, :3].max() < 40  # currentColor draws black
+
+
+@needs_resvg
+def test_an_icons_styles_are_held_out_together(with_icons):
+    ds = with_icons
+    name = data.icon_caption(_heldout_icon_name())
+    rows = [i for i, c in enumerate(ds.captions) if c in (name, "filled " + name)]
+    assert len(rows) == 2 and {str(ds.split[i]) for i in rows} == {"heldout"}
+    assert data.icon_caption("arrow-big-up") == "arrow big up icon"
+    assert data.icon_caption("cat", filled=True) == "filled cat icon"
+
+
+def test_emoji_only_settings_do_not_depend_on_the_icon_pins():
+    """Adding an icon pin (or bumping one) must not make the emoji data set stale."""
+    emoji = data._settings(128, data.SOURCES, None, data.PINS)
+    assert "tabler" not in emoji["pins"] and "lucide" not in emoji["pins"]
+    icons = data._settings(128, ("lucide",), None, data.PINS)
+    assert set(icons["pins"]) == {"tabler", "lucide"}  # Lucide borrows Tabler's categories
+    assert data.dataset_name(128, data.ALL_SOURCES) == "dataset-128-all.npz"
+    assert data.parse_sources("all") == data.ALL_SOURCES
+    assert data.parse_sources("twemoji,tabler") == ("twemoji", "tabler")
 
 
 def _pins(packages):

@@ -180,3 +180,36 @@ def test_a_run_seeded_from_an_exported_model_starts_from_its_weights_and_then_re
         assert torch.equal(value, trainer.unet.state_dict()[name]), name
     with pytest.raises(SystemExit, match="already holds"):
         train.seed_run(run, folder)
+
+
+def test_black_line_art_is_recoloured_and_never_put_on_black():
+    icon = np.zeros((32, 32, 4), np.uint8)
+    icon[8:24, 8:10] = (0, 0, 0, 255)  # a black stroke
+    icon[8:10, 8:24] = (10, 10, 10, 255)
+    assert train.is_ink(icon) and not train.is_ink(shapes(1)[0][0])
+    blue = train._hue_to(icon, train.HUES["blue"])
+    stroke = icon[..., 3] > 0
+    assert blue[stroke][:, 2].mean() > 150 > blue[stroke][:, 0].mean(), "the ink takes the colour"
+    assert np.array_equal(blue[..., 3], icon[..., 3])
+    rng = random.Random(0)
+    texts = {train.synthetic_edit(icon, rng)[1] for _ in range(300)}
+    assert "add a white background" in texts and "add a black background" not in texts
+
+
+def test_icons_and_sided_captions_are_not_mirrored_and_icons_get_their_share():
+    keep = train.mirrorable(["cat face", "left arrow", "keycap: 1", "cat icon"],
+                            ["cat-face", "arrow", "keycap", "icon-animals"], ["noto", "noto", "twemoji", "tabler"])
+    assert keep.tolist() == [True, False, False, False]
+    sources = np.array(["noto"] * 90 + ["tabler"] * 10)
+    weights = train.sampling_weights(sources, 0.25)
+    assert weights[sources == "tabler"].sum() == pytest.approx(0.25)
+    assert train.sampling_weights(np.array(["noto"] * 5), 0.25) is None, "emoji only: uniform"
+
+
+def test_cached_latents_follow_the_data_set():
+    class Fake:
+        def __init__(self, sources):
+            self.meta = {"settings": {"size": 32, "sources": sources}}
+
+    assert train.dataset_key(Fake(["twemoji"])) == train.dataset_key(Fake(["twemoji"]))
+    assert train.dataset_key(Fake(["twemoji"])) != train.dataset_key(Fake(["twemoji", "tabler"]))
