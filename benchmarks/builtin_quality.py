@@ -161,9 +161,9 @@ def hue_distance(a, b):
 
 
 def domain_of(group: str) -> str:
-    from training.data import ICON_GROUP
+    from training.data import domain_of_group
 
-    return "icons" if group == ICON_GROUP else "emoji"
+    return domain_of_group(group)
 
 
 def bars(report: dict) -> dict[str, bool]:
@@ -232,8 +232,8 @@ def main() -> int:
     real_group_ok = np.array([group_of[classes[p]] == ds.group[i] for p, i in zip(real_pred, held)])
     reference_sub = float((real_pred == y[held]).mean())
     reference_group = float(real_group_ok.mean())
-    # Emoji and icons are judged apart as well: icons are one group, which the classifier finds
-    # from the line style alone, so pooled group accuracy would flatter a model that has icons.
+    # Emoji, icons and clip art are judged apart as well: icons and clip art are one group each,
+    # which the classifier finds from the style alone, so pooled group accuracy would flatter them.
     held_domain = np.array([domain_of(str(g)) for g in ds.group[held]])
     references = {d: (float((real_pred == y[held])[held_domain == d].mean()), float(real_group_ok[held_domain == d].mean()))
                   for d in sorted(set(held_domain))}

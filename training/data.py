@@ -44,8 +44,19 @@ FORMAT = 2
 
 SOURCES = ("noto", "twemoji", "fluent-flat", "fluent-modern")  # the emoji sets: the default data set
 ICON_SOURCES = ("tabler", "lucide")  # black line icons, captioned "<name> icon"
-ALL_SOURCES = SOURCES + ICON_SOURCES
+CLIPART_SOURCES = ("openclipart",)  # public-domain clip art, captioned "<title> clip art"
+ALL_SOURCES = SOURCES + ICON_SOURCES + CLIPART_SOURCES
 ICON_GROUP = "Icons"
+CLIPART_GROUP = "Clip art"
+DOMAINS = {"emoji": SOURCES, "icons": ICON_SOURCES, "clipart": CLIPART_SOURCES}
+
+
+def domain_of_source(source: str) -> str:
+    return next(name for name, members in DOMAINS.items() if source in members)
+
+
+def domain_of_group(group: str) -> str:
+    return {ICON_GROUP: "icons", CLIPART_GROUP: "clipart"}.get(group, "emoji")
 FILL = 0.9  # the emoji's longer side, as a fraction of the square
 ALPHA_EDGE = 8  # alpha at or below this does not count towards an emoji's bounding box (soft shadows)
 HELDOUT_FRACTION = 0.10
@@ -104,6 +115,14 @@ NOTO_DEB_VERSION = "2.042-0+deb12u1"  # Debian 12; the font's own version is 2.0
 NOTO_FONT_IN_DEB = "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 SYSTEM_NOTO_FONT = Path("/") / NOTO_FONT_IN_DEB
 NOTO_PIXELS = 109  # CBDT bitmap fonts only load at their strike size
+
+CLIPART_DEB = "openclipart-svg"
+CLIPART_DEB_VERSION = "1:0.18+dfsg-19"  # Debian 12
+CLIPART_IN_DEB = "usr/share/openclipart/svg"
+# Folders that hold no pictures of things (gradients, patterns, examples) or no category at all.
+CLIPART_SKIP = ("special", "unsorted")
+CLIPART_MIN_CLASS = 20  # a subfolder with fewer images joins its parent's class
+CLIPART_MAX_CLASS = 150  # 1,378 generated stars and 1,853 theme icons would otherwise swamp the rest
 
 # Fluent's file names come from older CLDR names or Microsoft's own; CLDR label -> slug(s).
 FLUENT_ALIASES: dict[str, tuple[str, ...]] = {
@@ -379,17 +398,18 @@ def _run_quiet(command: list[str], cwd: Path | None = None) -> bool:
     return result.returncode == 0
 
 
-def _noto_from_debian(folder: Path, version: str | None) -> tuple[Path, str] | None:
-    """`apt-get download` the font package (this version, or apt's candidate) and unpack it."""
+def _from_debian(folder: Path, package: str, version: str | None, inside: str) -> tuple[Path, str] | None:
+    """`apt-get download` a package (this version, or apt's candidate), unpack it in the cache and
+    return the path `inside` it and its version; None when apt or the package is not there."""
     if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
         return None
     debs = folder / "deb"
     debs.mkdir(parents=True, exist_ok=True)
-    spec = f"{NOTO_DEB}={version}" if version else NOTO_DEB
-    before = set(debs.glob(f"{NOTO_DEB}_*.deb"))
+    spec = f"{package}={version}" if version else package
+    before = set(debs.glob(f"{package}_*.deb"))
     if not _run_quiet(["apt-get", "download", spec], cwd=debs):
         return None
-    fresh = sorted(set(debs.glob(f"{NOTO_DEB}_*.deb")) - before) or sorted(before)
+    fresh = sorted(set(debs.glob(f"{package}_*.deb")) - before) or sorted(before)
     if not fresh:
         return None
     deb = fresh[-1]
@@ -398,11 +418,16 @@ def _noto_from_debian(folder: Path, version: str | None) -> tuple[Path, str] | N
                              timeout=60, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    into = debs / f"{NOTO_DEB}_{got}"
+    into = debs / f"{package}_{got}"
     if not _run_quiet(["dpkg-deb", "-x", str(deb), str(into)]):
         return None
-    font = into / NOTO_FONT_IN_DEB
-    return (font, f"debian {NOTO_DEB} {got}") if font.is_file() else None
+    found = into / inside
+    return (found, got) if found.exists() else None
+
+
+def _noto_from_debian(folder: Path, version: str | None) -> tuple[Path, str] | None:
+    found = _from_debian(folder, NOTO_DEB, version, NOTO_FONT_IN_DEB)
+    return (found[0], f"debian {NOTO_DEB} {found[1]}") if found else None
 
 
 def find_noto_font(folder: Path) -> tuple[Path, str] | None:
@@ -617,6 +642,138 @@ def _icon_part(source: str, pins: Mapping[str, Pin], folder: Path, size: int, li
     return _render_icons(source, entries, files, size)
 
 
+# --------------------------------------------------------------------------- clip art
+
+
+def find_clipart(folder: Path) -> tuple[Path, str] | None:
+    """Openclipart's SVG folder and where it came from, or None: the pinned Debian package unpacked
+    in the cache; downloading it; the package installed on this system; whatever version apt offers."""
+    pinned = folder / "deb" / f"{CLIPART_DEB}_{CLIPART_DEB_VERSION}" / CLIPART_IN_DEB
+    if pinned.is_dir():
+        return pinned, f"debian {CLIPART_DEB} {CLIPART_DEB_VERSION}"
+    found = _from_debian(folder, CLIPART_DEB, CLIPART_DEB_VERSION, CLIPART_IN_DEB)
+    if found:
+        return found[0], f"debian {CLIPART_DEB} {found[1]}"
+    system = Path("/") / CLIPART_IN_DEB
+    if system.is_dir():
+        return system, "installed system package"
+    found = _from_debian(folder, CLIPART_DEB, None, CLIPART_IN_DEB)
+    return (found[0], f"debian {CLIPART_DEB} {found[1]}") if found else None
+
+
+_TITLE = re.compile(r"<dc:title>\s*([^<]*?)\s*</dc:title>")
+_NOT_TITLES = ("open clip art library", "openclipart")
+_SHARED_TITLE = 4  # a title on this many files names a collection ("aiga_symbol_signs"), not a picture
+
+
+def _clean_title(text: str) -> str:
+    """"clipart by nicu buculei - piggybank" -> "piggybank"; "06_waninggibbous_openclipart" ->
+    "waninggibbous"; words with digits (sizes, numbers, dates) go."""
+    import html
+
+    text = html.unescape(text).lower()
+    text = re.sub(r"^clip ?art by [^-]*- *", "", text)
+    text = re.sub(r"\([^)]*\)", " ", text)  # "(b and w)", "(wed aug 25 23:31:12 2004)"
+    text = re.sub(r"[_\-#/]+|\bopenclipart\b|\.svg\b", " ", text)
+    words = [w.strip(".,:;") for w in text.split() if not any(c.isdigit() for c in w)]
+    return " ".join(w for w in words if w)
+
+
+def _raw_title(svg: str) -> str:
+    match = _TITLE.search(svg)  # only the first is the work's; later ones name the author or the library
+    return " ".join(match.group(1).split()).lower() if match else ""
+
+
+def clipart_title(svg: str, path: str, shared: frozenset[str] = frozenset()) -> str:
+    """The work's title, cleaned; the file name instead when the title is missing, the library's
+    or a collection's (`shared`)."""
+    raw = _raw_title(svg)
+    if raw and not raw.startswith(_NOT_TITLES) and raw not in shared:
+        title = _clean_title(raw)
+        if title:
+            return title
+    return _clean_title(Path(path).stem)
+
+
+def clipart_caption(title: str) -> str:
+    return f"{title} clip art"
+
+
+def clipart_catalogue(svgs: Mapping[str, str]) -> list[Entry]:
+    """Clip art by folder: "animals/mammals/x.svg" is class clipart-animals-mammals, or
+    clipart-animals when its subfolder is small; at most CLIPART_MAX_CLASS per class, spread
+    over the folder. `svgs`: path relative to the SVG root -> SVG text."""
+    counts = Counter("/".join(p.split("/")[:2]) for p in svgs if p.count("/") >= 2)
+    titles = Counter(_raw_title(svg) for svg in svgs.values())
+    shared = frozenset(t for t, n in titles.items() if n >= _SHARED_TITLE)
+    classes: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(svgs):
+        parts = path.split("/")[:-1]
+        if not parts or parts[0] in CLIPART_SKIP:
+            continue
+        key = "/".join(parts[:2]) if len(parts) > 1 and counts["/".join(parts[:2])] >= CLIPART_MIN_CLASS else parts[0]
+        classes["clipart-" + slug(key)].append(path)
+    entries: list[Entry] = []
+    for subgroup, paths in sorted(classes.items()):
+        if len(paths) > CLIPART_MAX_CLASS:
+            picks = np.unique(np.linspace(0, len(paths) - 1, CLIPART_MAX_CLASS).round().astype(int))
+            paths = [paths[i] for i in picks]
+        for path in paths:
+            title = clipart_title(svgs[path], path, shared)
+            if title:
+                entries.append(Entry(caption=clipart_caption(title), group=CLIPART_GROUP, subgroup=subgroup,
+                                     emoji=f"openclipart:{path}", skin="", unified="", image=path, label=title,
+                                     has_variants=False))
+    return entries
+
+
+def _render_any_svg(svg: str, size: int) -> Image.Image:
+    """An SVG of any size, drawn with its longer side at least twice `size`: resvg, and cairosvg
+    (when installed) for the old files resvg refuses."""
+    try:
+        image = _render_svg(svg, size, box=2 * size)  # zoom 1: the drawing's own size
+        if max(image.size) < 2 * size:
+            image = _render_svg(svg, size, box=max(image.size))  # zoom up to twice `size`
+        return image
+    except ValueError:
+        try:
+            import cairosvg
+        except (ImportError, OSError):  # OSError: cairosvg without the cairo library
+            cairosvg = None
+        if cairosvg is None:
+            raise  # resvg's error; the caller counts the file as failed
+        image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"))))
+        if max(image.size) < 2 * size:
+            scale = 2 * size / max(image.size)
+            image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=scale)))
+        return image
+
+
+def _render_clipart(root: Path, size: int, limit: int | None) -> Rendered:
+    out = Rendered("openclipart")
+    svgs = {}
+    for file in sorted(root.rglob("*.svg")):
+        try:
+            svgs[file.relative_to(root).as_posix()] = file.read_text("utf-8", errors="replace")
+        except OSError as error:
+            _log(f"openclipart: {file}: {error}")
+    entries = clipart_catalogue(svgs)
+    if limit is not None:
+        entries = _limit(entries, limit)
+    failed, empty = 0, 0
+    for entry in entries:
+        try:
+            image = _render_any_svg(svgs[entry.image], size)
+        except Exception as error:  # noqa: BLE001 - one bad file costs one image, never the data set
+            _log(f"openclipart: {entry.image}: {type(error).__name__}: {error}")
+            failed += 1
+            continue
+        empty += not out.add(entry, image, size)
+    out.stats = {"images": len(out.images), "svg_files": len(svgs), "chosen": len(entries), "svg_failed": failed,
+                 "empty": empty, "classes": len({e.subgroup for e in out.entries})}
+    return out
+
+
 # --------------------------------------------------------------------------- the dataset
 
 
@@ -684,8 +841,11 @@ def _settings(size: int, sources: tuple[str, ...], limit: int | None, pins: Mapp
     roles = set(_EMOJI_ROLES) if set(sources) & set(SOURCES) else set()
     roles |= {"tabler"} if set(sources) & set(ICON_SOURCES) else set()  # Lucide borrows Tabler's categories
     roles |= {"lucide"} if "lucide" in sources else set()
-    return {"format": FORMAT, "size": size, "sources": list(sources), "limit": limit,
-            "pins": {role: f"{p.name}@{p.version} {p.integrity}" for role, p in sorted(pins.items()) if role in roles}}
+    settings = {"format": FORMAT, "size": size, "sources": list(sources), "limit": limit,
+                "pins": {role: f"{p.name}@{p.version} {p.integrity}" for role, p in sorted(pins.items()) if role in roles}}
+    if "openclipart" in sources:
+        settings["debian"] = {CLIPART_DEB: CLIPART_DEB_VERSION}
+    return settings
 
 
 def _recorded_settings(path: Path) -> dict | None:
@@ -698,12 +858,13 @@ def _recorded_settings(path: Path) -> dict | None:
 
 def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, ...] = SOURCES,
             limit: int | None = None, *, pins: Mapping[str, Pin] | None = None,
-            noto_font: Path | None = None) -> Path:
+            noto_font: Path | None = None, clipart_dir: Path | None = None) -> Path:
     """Write (once per settings) and return `dataset-<size>.npz` in the cache folder.
 
     limit: at most this many images, from entries spread evenly over the catalogue (smoke runs).
     pins: the npm packages and their integrity hashes; default PINS (tests build their own tarballs).
     noto_font: a Noto Color Emoji font file to use instead of finding one (see find_noto_font).
+    clipart_dir: Openclipart's SVG folder, instead of finding one (see find_clipart).
     When no font can be found, "noto" falls back to emoji-datasource-google's 64 px images,
     upscaled, and says so in the metadata.
     """
@@ -761,6 +922,13 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
         elif source == "twemoji":
             files = _read_tar(fetch(pins["twitter"], folder), lambda n: n.startswith("package/img/twitter/64/"))
             part = _render_pngs("twemoji", entries, files, "package/img/twitter/64", size)
+        elif source == "openclipart":
+            found = (Path(clipart_dir), "given") if clipart_dir is not None else find_clipart(folder)
+            if not found:
+                raise DataError(f"Openclipart needs Debian's {CLIPART_DEB} package (apt-get download "
+                                f"{CLIPART_DEB}), which apt could not fetch here.")
+            part = _render_clipart(found[0], size, None if limit is None else max(1, limit // len(sources)))
+            part.stats["package"] = found[1]
         elif source in ICON_SOURCES:
             part = _icon_part(source, pins, folder, size, None if limit is None else max(1, limit // len(sources)))
         else:

@@ -236,26 +236,32 @@ _SIDES = re.compile(r"\b(left|right|leftwards|rightwards)\b")
 
 
 def mirrorable(captions, subgroups, sources) -> np.ndarray:
-    """Which images may be trained mirrored: a mirrored "left arrow", keycap, letter or icon
+    """Which images may be trained mirrored: a mirrored "left arrow", keycap, letter, flag or icon
     (icons are drawn to a grid and many hold text or a direction) no longer shows its caption."""
     from training.data import ICON_SOURCES
 
-    return np.array([not (src in ICON_SOURCES or sub in ("keycap", "alphanum") or _SIDES.search(cap))
+    return np.array([not (src in ICON_SOURCES or sub in ("keycap", "alphanum") or "flag" in sub or _SIDES.search(cap))
                      for cap, sub, src in zip(captions, subgroups, sources)], dtype=bool)
 
 
+def sampling_weights(sources, shares: dict[str, float]) -> np.ndarray | None:
+    """Per-image probabilities that give each domain named in `shares` ("icons", "clipart") that
+    fraction of the images drawn, and the emoji the rest (None: uniform, for emoji-only data).
 
-def sampling_weights(sources, icon_share: float) -> np.ndarray | None:
-    """Per-image probabilities that give icons `icon_share` of the images drawn (None: uniform).
+    Without it the icons and clip art would take their share by count (about half), and the
+    emoji, which the model was first trained on and which most of the bars measure, would lose
+    the training they need."""
+    from training.data import domain_of_source
 
-    Without it icons would take their share by count (about 40 %), and the emoji, which the
-    quality bars are measured on most, would lose the training they need."""
-    from training.data import ICON_SOURCES
-
-    icon = np.isin(np.asarray(sources), ICON_SOURCES)
-    if not icon.any() or icon.all():
+    domains = np.array([domain_of_source(str(s)) for s in sources])
+    present = {d: share for d, share in shares.items() if (domains == d).any()}
+    if not present:
         return None
-    weights = np.where(icon, icon_share / icon.sum(), (1 - icon_share) / (~icon).sum())
+    rest = 1.0 - sum(present.values())
+    weights = np.zeros(len(domains))
+    for domain in set(domains.tolist()):
+        share = present.get(domain, rest if domain == "emoji" else 0.0)
+        weights[domains == domain] = share / (domains == domain).sum()
     return weights / weights.sum()
 
 
@@ -468,8 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", default=None,
                         help="training data: 'all' (emoji and icons) or a comma-separated list "
                              "(default: the run's own, else the emoji sets)")
-    parser.add_argument("--icon-share", type=float, default=0.25,
+    parser.add_argument("--icon-share", type=float, default=0.2,
                         help="flow: the fraction of drawn images that are icons, when the data has them")
+    parser.add_argument("--clipart-share", type=float, default=0.2,
+                        help="flow: the fraction of drawn images that are clip art, when the data has it")
     parser.add_argument("--tiny", action="store_true", help="a tiny model at 32 px, for tests")
     parser.add_argument("--init", type=Path, default=None,
                         help="start a new run from an exported model folder (fine-tune the shipped one)")
@@ -517,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])
         trainer = FlowTrainer(cfg, text, cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"], run,
                               mirror=mirrorable(ds.captions[train], ds.subgroup[train], ds.source[train]),
-                              weights=sampling_weights(ds.source[train], args.icon_share))
+                              weights=sampling_weights(ds.source[train], {"icons": args.icon_share,
+                                                                        "clipart": args.clipart_share}))
         trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes,
                       decay=args.decay)
     if "export" in stages:

@@ -498,3 +498,67 @@ def test_noto_renders_from_the_font(packages, registry, tmp_path):
     assert ds.meta["stats"]["noto"]["font"] == "given"
     grin = ds.images[list(ds.captions).index("grinning face")]
     assert grin[SIZE // 2, SIZE // 2, 3] == 255 and grin[0, 0, 3] == 0
+
+
+# --------------------------------------------------------------------------- clip art
+
+
+def _clipart_svg(title: str | None, colour: str = "#c03030") -> str:
+    meta = (f'<metadata><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+            f'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:cc="http://web.resource.org/cc/">'
+            f'<cc:Work><dc:title>{title}</dc:title><dc:creator><cc:Agent><dc:title>Some Author</dc:title>'
+            f'</cc:Agent></dc:creator></cc:Work></rdf:RDF></metadata>') if title is not None else ""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200">{meta}'
+            f'<ellipse cx="150" cy="100" rx="120" ry="70" fill="{colour}"/></svg>')
+
+
+@pytest.fixture(scope="module")
+def clipart(tmp_path_factory):
+    root = tmp_path_factory.mktemp("openclipart")
+    files = {
+        "animals/mammals/crazy_monkey_shandy_brow_01.svg": _clipart_svg("Crazy Monkey"),
+        "food/fruit/an_apple_01.svg": _clipart_svg("Clipart by Nicu Buculei - apple (red) 2004"),
+        "food/fruit/pear_02.svg": _clipart_svg(None),  # no title: the file name
+        "food/fondue_uliphant_01.svg": _clipart_svg("Open Clip Art Library"),  # the library's title
+        "special/gradients/gradient-zebra.svg": _clipart_svg("Zebra gradient"),  # not a picture
+        "unsorted/thing.svg": _clipart_svg("Thing"),  # no category
+        "shapes/broken.svg": "<svg this is not xml",
+    }
+    files.update({f"signs_and_symbols/road/sign_{k}.svg": _clipart_svg("Road signs") for k in range(5)})
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root
+
+
+def test_clipart_captions_come_from_titles_and_classes_from_folders(clipart, monkeypatch):
+    monkeypatch.setattr(data, "CLIPART_MIN_CLASS", 2)
+    svgs = {p.relative_to(clipart).as_posix(): p.read_text() for p in clipart.rglob("*.svg")}
+    entries = {e.image: e for e in data.clipart_catalogue(svgs)}
+    assert entries["animals/mammals/crazy_monkey_shandy_brow_01.svg"].caption == "crazy monkey clip art"
+    assert entries["food/fruit/an_apple_01.svg"].caption == "apple clip art"
+    assert entries["food/fruit/pear_02.svg"].caption == "pear clip art"
+    assert entries["food/fondue_uliphant_01.svg"].caption == "fondue uliphant clip art"
+    # five files share one title: it names the collection, so the file names caption them
+    assert entries["signs_and_symbols/road/sign_3.svg"].caption == "sign clip art"
+    assert entries["food/fruit/pear_02.svg"].subgroup == "clipart-food-fruit"
+    assert entries["animals/mammals/crazy_monkey_shandy_brow_01.svg"].subgroup == "clipart-animals"  # one file: too small
+    assert not any(p.startswith(("special/", "unsorted/")) for p in entries)
+    assert {e.group for e in entries.values()} == {data.CLIPART_GROUP}
+
+
+@needs_resvg
+def test_clipart_renders_and_a_broken_file_costs_one_image(clipart, tmp_path):
+    path = data.prepare(tmp_path, size=SIZE, sources=("openclipart",), clipart_dir=clipart)
+    ds = data.load(path)
+    assert "shapes/broken.svg" not in " ".join(ds.emoji.tolist())
+    assert ds.meta["stats"]["openclipart"]["svg_failed"] == 1
+    apple = ds.images[list(ds.captions).index("apple clip art")]
+    assert apple[SIZE // 2, SIZE // 2, 3] == 255 and apple[SIZE // 2, SIZE // 2, 0] > 150  # the red ellipse, fitted
+    assert apple[0, 0, 3] == 0
+
+
+def test_clipart_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "find_clipart", lambda folder: None)
+    with pytest.raises(DataError, match="openclipart-svg"):
+        data.prepare(tmp_path, size=SIZE, sources=("openclipart",))

@@ -197,13 +197,16 @@ def test_black_line_art_is_recoloured_and_never_put_on_black():
 
 
 def test_icons_and_sided_captions_are_not_mirrored_and_icons_get_their_share():
-    keep = train.mirrorable(["cat face", "left arrow", "keycap: 1", "cat icon"],
-                            ["cat-face", "arrow", "keycap", "icon-animals"], ["noto", "noto", "twemoji", "tabler"])
-    assert keep.tolist() == [True, False, False, False]
-    sources = np.array(["noto"] * 90 + ["tabler"] * 10)
-    weights = train.sampling_weights(sources, 0.25)
-    assert weights[sources == "tabler"].sum() == pytest.approx(0.25)
-    assert train.sampling_weights(np.array(["noto"] * 5), 0.25) is None, "emoji only: uniform"
+    keep = train.mirrorable(["cat face", "left arrow", "keycap: 1", "cat icon", "flag: japan", "pear clip art"],
+                            ["cat-face", "arrow", "keycap", "icon-animals", "country-flag", "clipart-food"],
+                            ["noto", "noto", "twemoji", "tabler", "noto", "openclipart"])
+    assert keep.tolist() == [True, False, False, False, False, True]
+    sources = np.array(["noto"] * 80 + ["tabler"] * 10 + ["lucide"] * 5 + ["openclipart"] * 5)
+    weights = train.sampling_weights(sources, {"icons": 0.25, "clipart": 0.1})
+    assert weights[np.isin(sources, ["tabler", "lucide"])].sum() == pytest.approx(0.25)
+    assert weights[sources == "openclipart"].sum() == pytest.approx(0.1)
+    assert weights[sources == "noto"].sum() == pytest.approx(0.65)
+    assert train.sampling_weights(np.array(["noto"] * 5), {"icons": 0.25}) is None, "emoji only: uniform"
 
 
 def test_cached_latents_follow_the_data_set():
