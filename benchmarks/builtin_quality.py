@@ -327,38 +327,44 @@ def main() -> int:
     return 0
 
 
-def contact_sheet(path: Path, captions, generated, ds, picks, inpainted, real_of, rows: int = 10) -> None:
+def contact_sheet(path: Path, captions, generated, ds, picks, inpainted, real_of, rows: int = 12) -> None:
     """Rows of held-out captions x (1, 2, 4 steps, then the real held-out images of that caption in
-    each style); then inpaint and edit strips."""
+    each style), shared evenly between the domains the data has; then inpaint and edit strips."""
     from PIL import Image, ImageDraw
 
-    cell, label_w = 96, 260
-    idx = np.linspace(0, len(captions) - 1, rows).astype(int)
+    cell, label_w, head = 96, 260, 22
+    domain = np.array([domain_of(str(ds.group[real_of[c][0]])) for c in captions])
+    names = sorted(set(domain.tolist()))
+    idx = np.concatenate([np.flatnonzero(domain == d)[np.linspace(0, (domain == d).sum() - 1, rows // len(names)).astype(int)]
+                          for d in names])
     strips = 3
-    sheet = Image.new("RGB", (label_w + cell * 8, cell * (rows + strips + 1)), (250, 250, 250))
+    sheet = Image.new("RGB", (label_w + cell * 8, head + cell * (len(idx) + strips)), (250, 250, 250))
     draw = ImageDraw.Draw(sheet)
 
     def put(img: np.ndarray, col: int, row: int):
         tile = Image.fromarray(img, "RGBA").resize((cell, cell), Image.Resampling.LANCZOS)
         bg = Image.new("RGBA", tile.size, (255, 255, 255, 255))
-        sheet.paste(Image.alpha_composite(bg, tile).convert("RGB"), (label_w + col * cell, row * cell))
+        sheet.paste(Image.alpha_composite(bg, tile).convert("RGB"), (label_w + col * cell, head + row * cell))
+
+    def label(text: str, row: int):
+        draw.text((6, head + row * cell + cell // 2 - 6), text, fill=(0, 0, 0))
 
     for j, name in enumerate(["1 step", "2 steps", "4 steps", "", "real, never trained on"]):
-        draw.text((label_w + j * cell + 8, 4), name, fill=(0, 0, 0))
-    for r, k in enumerate(idx, start=1):
-        draw.text((6, r * cell + cell // 2 - 6), captions[k][:40], fill=(0, 0, 0))
+        draw.text((label_w + j * cell + 8, 5), name, fill=(0, 0, 0))
+    for r, k in enumerate(idx):
+        label(captions[k][:40], r)
         for j, steps in enumerate((1, 2, 4)):
             put(generated[steps][k], j, r)
         for j, i in enumerate(real_of[captions[k]][:4]):
             put(ds.images[i], 4 + j, r)
-    base = rows + 1
-    draw.text((6, base * cell + cell // 2 - 6), "inpaint (middle repainted)", fill=(0, 0, 0))
+    base = len(idx)
+    label("inpaint (middle repainted)", base)
     for j in range(8):
         put(inpainted[j], j, base)
-    draw.text((6, (base + 1) * cell + cell // 2 - 6), "source", fill=(0, 0, 0))
+    label("source", base + 1)
     for j in range(8):
         put(ds.images[picks[j]], j, base + 1)
-    draw.text((6, (base + 2) * cell + cell // 2 - 6), "make it blue / red / green", fill=(0, 0, 0))
+    label("make it blue / red / green", base + 2)
     for j in range(8):
         put(generated[("edit-blue", "edit-red", "edit-green")[j % 3]][j], j, base + 2)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -727,13 +727,36 @@ def clipart_catalogue(svgs: Mapping[str, str]) -> list[Entry]:
     return entries
 
 
+_SVG_TAG = re.compile(r"<svg\b[^>]*>", re.S)
+_UNITS = {"": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
+
+
+def _svg_size(svg: str) -> float | None:
+    """The longer side the root element declares, in CSS pixels (width/height, else the viewBox)."""
+    tag = _SVG_TAG.search(svg)
+    if not tag:
+        return None
+    sides = []
+    for name in ("width", "height"):
+        found = re.search(rf'\s{name}\s*=\s*["\']\s*([0-9.]+)\s*([a-z]*)\s*["\']', tag.group(0))
+        if found and found.group(2) in _UNITS:
+            sides.append(float(found.group(1)) * _UNITS[found.group(2)])
+    if len(sides) < 2:
+        box = re.search(r'viewBox\s*=\s*["\']\s*[-0-9.]+[\s,]+[-0-9.]+[\s,]+([0-9.]+)[\s,]+([0-9.]+)', tag.group(0))
+        sides = [float(box.group(1)), float(box.group(2))] if box else []
+    longer = max(sides, default=0.0)
+    return longer if longer > 0 else None
+
+
 def _render_any_svg(svg: str, size: int) -> Image.Image:
-    """An SVG of any size, drawn with its longer side at least twice `size`: resvg, and cairosvg
-    (when installed) for the old files resvg refuses."""
+    """An SVG of any size, drawn with its longer side about twice `size`: resvg, and cairosvg
+    (when installed) for the old files resvg refuses. The declared size sets the zoom, so a
+    poster-sized drawing is not rasterised at its full 10,000+ pixels first."""
+    declared = _svg_size(svg)
     try:
-        image = _render_svg(svg, size, box=2 * size)  # zoom 1: the drawing's own size
-        if max(image.size) < 2 * size:
-            image = _render_svg(svg, size, box=max(image.size))  # zoom up to twice `size`
+        image = _render_svg(svg, size, box=declared or 2 * size)
+        if max(image.size) < 2 * size:  # the declared size was wrong or missing
+            image = _render_svg(svg, size, box=(declared or 2 * size) * max(image.size) / (2 * size))
         return image
     except ValueError:
         try:
@@ -742,9 +765,10 @@ def _render_any_svg(svg: str, size: int) -> Image.Image:
             cairosvg = None
         if cairosvg is None:
             raise  # resvg's error; the caller counts the file as failed
-        image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"))))
+        scale = 2 * size / declared if declared else 1.0
+        image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=scale)))
         if max(image.size) < 2 * size:
-            scale = 2 * size / max(image.size)
+            scale *= 2 * size / max(image.size)
             image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=scale)))
         return image
 
