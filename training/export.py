@@ -61,7 +61,7 @@ def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True,
     config["int8"] = int8
     config.update(extra or {})
     (tmp / "quickbrush_builtin.json").write_text(json.dumps(config, indent=2) + "\n")
-    # Replace the model's own files only: DATA.md and LICENSE beside them stay.
+    # Replace the model's own files only: DATA.md (the training driver writes it) and LICENSE stay.
     out.mkdir(parents=True, exist_ok=True)
     for item in tmp.iterdir():
         target = out / item.name

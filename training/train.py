@@ -535,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         model = assemble(run, cfg, text)
         out = args.out or run / "export"
         export(model, out, int8=args.int8, extra={"data_sources": list(sources)})
+        (out / "DATA.md").write_text(data.data_card(sources), encoding="utf-8")  # licences of what it learnt from
         log("exported", out=str(out))
     return 0
 

@@ -562,3 +562,18 @@ def test_clipart_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "find_clipart", lambda folder: None)
     with pytest.raises(DataError, match="openclipart-svg"):
         data.prepare(tmp_path, size=SIZE, sources=("openclipart",))
+
+
+def test_data_card_names_each_source_and_the_shipped_card_is_current():
+    everything = data.data_card(data.ALL_SOURCES)
+    for needle in ("@tabler/icons", "lucide-static", "openclipart-svg", "emoji-datasource-twitter", "CC-BY 4.0",
+                   "Paweł Kuna", "Cole Bemis", "--sources all"):
+        assert needle in everything, needle
+    emoji = data.data_card(data.SOURCES)
+    assert "tabler" not in emoji and "Twemoji by Twitter" in emoji
+    icons = data.data_card(("lucide",))
+    assert "@tabler/icons" in icons, "Lucide's classes come from Tabler's catalogue"
+    root = Path(__file__).resolve().parents[2] / "assets" / "models" / "builtin"
+    shipped = json.loads((root / "quickbrush_builtin.json").read_text()).get("data_sources") or data.SOURCES
+    assert (root / "DATA.md").read_text(encoding="utf-8") == data.data_card(shipped), \
+        "DATA.md is out of date: the export writes it (python -m training.train export)"

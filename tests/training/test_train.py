@@ -216,3 +216,14 @@ def test_cached_latents_follow_the_data_set():
 
     assert train.dataset_key(Fake(["twemoji"])) == train.dataset_key(Fake(["twemoji"]))
     assert train.dataset_key(Fake(["twemoji"])) != train.dataset_key(Fake(["twemoji", "tabler"]))
+
+
+def test_a_run_remembers_its_data_sources(tmp_path):
+    from training import data
+
+    assert train.run_sources(tmp_path, None) == data.SOURCES, "a new run: the emoji sets"
+    train.prepare_run(tmp_path, CFG, data.ALL_SOURCES)
+    assert json.loads((tmp_path / "config.json").read_text())["data_sources"] == list(data.ALL_SOURCES)
+    assert train.run_sources(tmp_path, None) == data.ALL_SOURCES, "resumed without --sources"
+    assert train.run_sources(tmp_path, "twemoji,tabler") == ("twemoji", "tabler")
+    assert BuiltinConfig.from_json(json.loads((tmp_path / "config.json").read_text())) == CFG
