@@ -555,6 +555,8 @@ class MainWindow(QMainWindow):
             self.models.set_status(f"{result.model_info.get('device', '')} · {result.model_info.get('preset', '')}")
             if box is None and result.job.kind == "generate" and result.image is not None:
                 box = _centred_box(result.image.size, (self.document.width, self.document.height))
+            elif box is not None and result.job.kind == "generate" and result.image is not None:
+                box = _fitted_box(result.image.size, _canvas_box(box, result.image.size))
             entry = self.history.add_result(result, box)
             if entry is not None:
                 self.history.select(entry)
@@ -748,6 +750,19 @@ def _centred_box(size: tuple[int, int], canvas: tuple[int, int]) -> Box | None:
         return None
     left, top = (cw - w) // 2, (ch - h) // 2
     return (left, top, left + w, top + h)
+
+
+def _fitted_box(size: tuple[int, int], box: Box) -> Box:
+    """Where a generated image goes in a selection: as large as fits without changing its shape,
+    centred. Stretching a square 128 px result over a wide selection distorts it (an emoji or
+    icon above all); the image kinds (vary, edit, inpaint) keep the selection's own shape anyway."""
+    (w, h), (bw, bh) = size, (box[2] - box[0], box[3] - box[1])
+    if w * bh == h * bw:
+        return box
+    scale = min(bw / w, bh / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    left, top = box[0] + (bw - nw) // 2, box[1] + (bh - nh) // 2
+    return (left, top, left + nw, top + nh)
 
 
 def _preview_box(target: Any, within: Box | None, document: Document) -> Box | None:

@@ -202,6 +202,20 @@ def test_a_small_generated_image_lands_in_the_middle_of_the_canvas():
     assert _centred_box((1024, 64), (768, 512)) is None, "wider than the canvas: top left, the canvas grows"
 
 
+def test_a_generated_image_keeps_its_shape_in_a_wider_selection(window):
+    from inference.jobs import Generate, ModelRef, Result
+
+    from editor.main_window import _fitted_box
+
+    assert _fitted_box((128, 128), (10, 20, 110, 60)) == (40, 20, 80, 60), "square in a 100x40 box: centred"
+    assert _fitted_box((64, 32), (0, 0, 128, 64)) == (0, 0, 128, 64), "same shape: the whole box"
+    window.document.set_selection((10, 20, 110, 60))
+    job = Generate(prompt="cat", model=ModelRef("builtin"))
+    window._job_boxes[7] = window.document.selection_box()
+    window._on_finished(Result(7, job, image=Image.new("RGBA", (128, 128), (200, 30, 30, 255))))
+    assert window.history.current().box == (40, 20, 80, 60)
+
+
 def test_every_icon_the_ui_names_is_found(qtbot):
     """Icons come from inference.assets (the checkout's assets/ or the wheel's quickbrush_assets);
     a missing file would give a blank button, not an error, so look for each one."""
