@@ -8,12 +8,13 @@ through the module-level `ask_*` functions so tests can replace them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from PySide6.QtCore import QByteArray, QRect, Qt, QTimer
+from PySide6.QtCore import QByteArray, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -114,6 +115,10 @@ Details: assets/models/builtin/DATA.md.</p>
 
 
 class MainWindow(QMainWindow):
+    # Emitted from the saving thread with (document, path, clean marker, error or None); Qt
+    # queues it to the GUI thread, where _on_saved finishes the save.
+    _save_done = Signal(object, str, object, object)
+
     def __init__(self, settings: Settings | None = None, bridge: JobBridge | None = None,
                  document: Document | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -129,6 +134,8 @@ class MainWindow(QMainWindow):
         self._last_applied: Result | None = None
         self._opened_image: str | None = None
         self._preferences = None
+        self._saving: threading.Thread | None = None
+        self._save_done.connect(self._on_saved)
 
         self.tool_state = ToolState(brush_size=self.settings.brush_size, hardness=self.settings.brush_hardness)
         self.canvas = CanvasView(self.document, self.tool_state)
@@ -427,21 +434,69 @@ class MainWindow(QMainWindow):
         return self._save_to(path)
 
     def _save_to(self, path: str) -> bool:
-        from editor.ora import save_ora
+        """Snapshot the document here, then encode and write it on a thread: a large document
+        takes seconds to compress, and the window must not freeze meanwhile. True when the save
+        started; how it ended shows in the status bar, the title and (on failure) the banner."""
+        from editor.ora import prepare_save
 
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        self.wait_for_save()  # one save at a time, in order
         try:
-            save_ora(path, self.document, self.history.records())
+            prepared = prepare_save(path, self.document, self.history.records())
         except JobError as exc:
             self.show_error(exc.message, exc.details)
             return False
-        finally:
-            QApplication.restoreOverrideCursor()
+        document = self.document
+        marker = _clean_marker(document)
+        self._saving = threading.Thread(target=self._write, args=(prepared, document, marker),
+                                        name="quickbrush-save", daemon=True)
+        self.statusBar().showMessage(f"Saving {prepared.target.name}…")
+        self._saving.start()
+        return True
+
+    def _write(self, prepared, document: Document, marker: object) -> None:
+        from editor.ora import write_prepared
+
+        error: JobError | None = None
+        try:
+            write_prepared(prepared)
+        except JobError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - reported in the banner, never lost in a thread
+            error = JobError(f"Could not save {prepared.target.name}.", f"{type(exc).__name__}: {exc}")
+        self._save_done.emit(document, str(prepared.target), marker, error)
+
+    def _on_saved(self, document: Document, path: str, marker: object, error: JobError | None) -> None:
+        self._saving = None
+        if error is not None:
+            self.statusBar().clearMessage()
+            self.show_error(error.message, error.details)
+            return
+        if _clean_marker(document) == marker:
+            document.mark_saved(path)
+        else:  # changed while it was being written: the file holds the earlier state
+            document.path = path
         self.settings.add_recent_file(str(Path(path).resolve()))
         self.statusBar().showMessage(f"Saved {Path(path).name}", 4000)
         self._update_title()
         log.info("saved %s", path)
-        return True
+
+    @property
+    def saving(self) -> bool:
+        return self._saving is not None
+
+    def wait_for_save(self) -> None:
+        """Block until a save in progress is written and reported (quitting, saving again)."""
+        thread = self._saving
+        if thread is None:
+            return
+        thread.join()
+        from PySide6.QtCore import QCoreApplication
+
+        for _ in range(1000):  # deliver the queued _save_done
+            if self._saving is not thread:
+                return
+            QCoreApplication.processEvents()
+        self._saving = None  # the report never came (the window is going): do not wait forever
 
     def export_dialog(self) -> None:
         base = Path(self.document.path or self._opened_image or "Untitled")
@@ -693,6 +748,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.wait_for_save()  # a save in progress finishes before the window goes
         if not self._may_discard():
             event.ignore()
             return
@@ -750,6 +806,14 @@ def _centred_box(size: tuple[int, int], canvas: tuple[int, int]) -> Box | None:
         return None
     left, top = (cw - w) // 2, (ch - h) // 2
     return (left, top, left + w, top + h)
+
+
+def _clean_marker(document: Document) -> tuple[int, object]:
+    """Names the document's state: the undo stack's index and the command that led to it (an
+    undo followed by a new command reaches the same index with different content)."""
+    stack = document.undo_stack
+    index = stack.index()
+    return index, (stack.command(index - 1) if index > 0 else None)
 
 
 def _fitted_box(size: tuple[int, int], box: Box) -> Box:

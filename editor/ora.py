@@ -67,7 +67,8 @@ from inference.metadata import SaveError, atomic_write, quickbrush_version, reci
 # The designer-readable wording of OS errors ("the disk is full", "permission denied ...") is
 # shared with PNG export, so both say the same thing for the same failure.
 
-__all__ = ["save_ora", "load_ora", "MIMETYPE", "QUICKBRUSH_FORMAT", "THUMBNAIL_SIZE"]
+__all__ = ["save_ora", "prepare_save", "write_prepared", "PreparedSave", "load_ora", "MIMETYPE",
+           "QUICKBRUSH_FORMAT", "THUMBNAIL_SIZE"]
 
 MIMETYPE = "image/openraster"
 ORA_VERSION = "0.0.5"
@@ -106,10 +107,29 @@ def save_ora(path: str | os.PathLike[str], document: Document,
 
     On success the document is marked saved (clean, ``document.path`` = the absolute path).
     On failure raises SaveError ("Could not save x.ora: the disk is full.") and the file that
-    was at `path`, if any, is unchanged. Call from the GUI thread (it reads the document's arrays).
+    was at `path`, if any, is unchanged. Call from the GUI thread (it reads the document's arrays);
+    the window instead calls `prepare_save` there and `write_prepared` on a thread of its own.
     """
-    target = Path(os.path.abspath(os.fspath(path)))
+    prepared = prepare_save(path, document, history)
+    write_prepared(prepared)
+    document.mark_saved(str(prepared.target))
+    return prepared.target
 
+
+class PreparedSave:
+    """A snapshot of a document ready to be written: `write_prepared` may run on any thread while
+    the document goes on changing, because nothing here shares memory with it."""
+
+    def __init__(self, target: Path, parts: "_Parts") -> None:
+        self.target = target
+        self.parts = parts
+
+
+def prepare_save(path: str | os.PathLike[str], document: Document,
+                 history: Sequence[Mapping[str, Any]] | None = None) -> PreparedSave:
+    """The GUI-thread half of saving: read the document into images that own their pixels.
+    Raises SaveError when memory runs out; touches no file."""
+    target = Path(os.path.abspath(os.fspath(path)))
     # Everything that can fail for reasons other than the disk happens before touching it.
     try:
         parts = _prepare(document, history)
@@ -118,10 +138,13 @@ def save_ora(path: str | os.PathLike[str], document: Document,
     except MemoryError as error:
         raise SaveError(f"Could not save {target.name}: there is not enough memory.",
                         f"{target}\nMemoryError: {error}") from error
+    return PreparedSave(target, parts)
 
-    atomic_write(target, lambda handle: _write_zip(handle, parts))
-    document.mark_saved(str(target))
-    return target
+
+def write_prepared(prepared: PreparedSave) -> Path:
+    """The slow half: PNG encoding and the atomic write. Any thread; raises SaveError."""
+    atomic_write(prepared.target, lambda handle: _write_zip(handle, prepared.parts))
+    return prepared.target
 
 
 class _Parts:
@@ -176,7 +199,7 @@ def _prepare(document: Document, history: Sequence[Mapping[str, Any]] | None) ->
 
     mask_name = None
     if document.has_mask():
-        parts.mask = Image.fromarray(np.ascontiguousarray(document.mask, dtype=np.uint8), "L")
+        parts.mask = Image.fromarray(np.array(document.mask, dtype=np.uint8), "L")  # a copy, as for layers
         mask_name = _MASK_PNG
     info = {
         "format": QUICKBRUSH_FORMAT,
@@ -201,7 +224,7 @@ def _layer_image(layer: Layer) -> Image.Image:
     if pixels[..., 3].min() == 255:
         # Fully opaque: RGB is a quarter smaller and reads back as RGBA with alpha 255, exactly.
         return Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB")
-    return Image.fromarray(pixels, "RGBA")
+    return Image.fromarray(pixels.copy(), "RGBA")  # a copy: fromarray would share the layer's memory
 
 
 def _prepare_history(history: Sequence[Mapping[str, Any]], parts: _Parts) -> list[dict[str, Any]]:

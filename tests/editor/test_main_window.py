@@ -127,6 +127,7 @@ def test_save_reopen_and_export(qtbot, window, tmp_path, monkeypatch):
     target = tmp_path / "work.ora"
     monkeypatch.setattr(mw, "ask_save_path", lambda parent, suggested: str(target))
     assert window.save()
+    window.wait_for_save()
     assert not window.document.modified and "*" not in window.windowTitle()
     layers = [layer.pixels.copy() for layer in window.document.layers]
     mask = window.document.mask.copy()
@@ -200,6 +201,60 @@ def test_a_small_generated_image_lands_in_the_middle_of_the_canvas():
     assert _centred_box((128, 128), (768, 512)) == (320, 192, 448, 320)
     assert _centred_box((768, 512), (768, 512)) is None, "a full-size result covers the canvas"
     assert _centred_box((1024, 64), (768, 512)) is None, "wider than the canvas: top left, the canvas grows"
+
+
+def test_saving_writes_on_a_thread_while_the_window_goes_on(qtbot, window, tmp_path, monkeypatch):
+    """The snapshot is taken when Save is pressed; changes made while it is written stay unsaved."""
+    import threading
+
+    from editor import ora
+
+    release = threading.Event()
+    real_write = ora.write_prepared
+
+    def slow_write(prepared):
+        release.wait(10)
+        return real_write(prepared)
+
+    monkeypatch.setattr(ora, "write_prepared", slow_write)
+    target = tmp_path / "slow.ora"
+    monkeypatch.setattr(mw, "ask_save_path", lambda parent, suggested: str(target))
+    before = window.document.layers[0].pixels.copy()
+    assert window.save() and window.saving
+    assert "Saving slow.ora" in window.statusBar().currentMessage()
+    window.document.layers[0].pixels[:] = 0  # the snapshot must not share these pixels
+    paint_mask(window.document)  # a change while the file is written
+    qtbot.wait(50)  # the event loop runs: nothing waits on the writer
+    release.set()
+    qtbot.waitUntil(lambda: not window.saving, timeout=10000)
+    assert target.is_file() and window.document.path == str(target)
+    assert window.document.modified and "*" in window.windowTitle(), "the mask came after the snapshot"
+    reopened, _ = ora.load_ora(target)
+    assert np.array_equal(reopened.layers[0].pixels, before)
+
+
+def test_a_failed_save_in_the_background_shows_the_banner(qtbot, window, tmp_path, monkeypatch):
+    from editor import ora
+    from inference.metadata import SaveError
+
+    def full_disk(prepared):
+        raise SaveError("Could not save full.ora: the disk is full.", "ENOSPC")
+
+    monkeypatch.setattr(ora, "write_prepared", full_disk)
+    monkeypatch.setattr(mw, "ask_save_path", lambda parent, suggested: str(tmp_path / "full.ora"))
+    paint_mask(window.document)
+    assert window.save()
+    window.wait_for_save()
+    assert window.banner.isVisible() and "disk is full" in window.banner.message.text()
+    assert window.document.modified and not (tmp_path / "full.ora").exists()
+
+
+def test_closing_waits_for_a_save_in_progress(qtbot, window, tmp_path, monkeypatch):
+    target = tmp_path / "closing.ora"
+    monkeypatch.setattr(mw, "ask_save_path", lambda parent, suggested: str(target))
+    assert window.save()
+    window.close()
+    assert not window.saving and target.is_file()
 
 
 def test_a_generated_image_keeps_its_shape_in_a_wider_selection(window):
