@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from training.data import domain_of_group  # noqa: E402 - after the path is set
+
 CLASSIFIER_SIZE = 32  # enough to tell a face from a fruit; 4x cheaper than 64 to train on 2 cores
 BARS = {"subgroup_4": 0.85, "group_4": 0.95, "subgroup_1": 0.70}
 
@@ -160,12 +162,6 @@ def hue_distance(a, b):
 # --------------------------------------------------------------------------- main
 
 
-def domain_of(group: str) -> str:
-    from training.data import domain_of_group
-
-    return domain_of_group(group)
-
-
 def bars(report: dict) -> dict[str, bool]:
     """The issue's bars, on the pooled numbers and, when the data has icons, on each domain too."""
     def check(block: dict, one: dict) -> dict[str, bool]:
@@ -206,7 +202,7 @@ def main() -> int:
     config_file = args.model / "quickbrush_builtin.json"
     config = json.loads(config_file.read_text()) if config_file.exists() else {}
     # Measured on what the model was trained for: the emoji sets, or emoji and icons.
-    sources = tuple(config.get("data_sources") or data.SOURCES)
+    sources = data.sources_of(config)
     path = args.dataset or data.prepare(size=config.get("size", 128), sources=sources)
     ds = data.load(path)
     classes = sorted(set(ds.subgroup))
@@ -234,7 +230,7 @@ def main() -> int:
     reference_group = float(real_group_ok.mean())
     # Emoji, icons and clip art are judged apart as well: icons and clip art are one group each,
     # which the classifier finds from the style alone, so pooled group accuracy would flatter them.
-    held_domain = np.array([domain_of(str(g)) for g in ds.group[held]])
+    held_domain = np.array([domain_of_group(str(g)) for g in ds.group[held]])
     references = {d: (float((real_pred == y[held])[held_domain == d].mean()), float(real_group_ok[held_domain == d].mean()))
                   for d in sorted(set(held_domain))}
 
@@ -255,22 +251,21 @@ def main() -> int:
                     "reference": {"subgroup": round(reference_sub, 4), "group": round(reference_group, 4)}}
     if len(references) > 1:
         report["reference_by_domain"] = {d: {"subgroup": round(a, 4), "group": round(b, 4)} for d, (a, b) in references.items()}
-    caption_domain = np.tile([domain_of(g) for g in label_groups], args.seeds)
+    caption_domain = np.tile([domain_of_group(g) for g in label_groups], args.seeds)
     generated: dict[int, np.ndarray] = {}
     for steps in (1, 2, 4):
         images = generate(model, captions, steps, args.seeds, args.first_seed)
         generated[steps] = images
         pred, feat = predict(net, images)
-        sub = float((pred == np.tile(labels, args.seeds)).mean())
-        grp = float(np.mean([group_of[classes[p]] == g for p, g in zip(pred, label_groups * args.seeds)]))
+        sub_ok = pred == np.tile(labels, args.seeds)
+        grp_ok = np.array([group_of[classes[p]] == g for p, g in zip(pred, label_groups * args.seeds)])
+        sub, grp = float(sub_ok.mean()), float(grp_ok.mean())
         report[f"steps_{steps}"] = {
             "subgroup_accuracy": round(sub, 4), "subgroup_vs_reference": round(sub / reference_sub, 4),
             "group_accuracy": round(grp, 4), "group_vs_reference": round(grp / reference_group, 4),
             "frechet": round(frechet(feat, real_feat), 2),
         }
         if len(references) > 1:
-            sub_ok = pred == np.tile(labels, args.seeds)
-            grp_ok = np.array([group_of[classes[p]] == g for p, g in zip(pred, label_groups * args.seeds)])
             report[f"steps_{steps}"]["by_domain"] = {
                 d: {"subgroup_vs_reference": round(float(sub_ok[caption_domain == d].mean()) / ref_sub, 4),
                     "group_vs_reference": round(float(grp_ok[caption_domain == d].mean()) / ref_grp, 4)}
@@ -333,7 +328,7 @@ def contact_sheet(path: Path, captions, generated, ds, picks, inpainted, real_of
     from PIL import Image, ImageDraw
 
     cell, label_w, head = 96, 260, 22
-    domain = np.array([domain_of(str(ds.group[real_of[c][0]])) for c in captions])
+    domain = np.array([domain_of_group(str(ds.group[real_of[c][0]])) for c in captions])
     names = sorted(set(domain.tolist()))
     idx = np.concatenate([np.flatnonzero(domain == d)[np.linspace(0, (domain == d).sum() - 1, rows // len(names)).astype(int)]
                           for d in names])

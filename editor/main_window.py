@@ -490,12 +490,10 @@ class MainWindow(QMainWindow):
         if thread is None:
             return
         thread.join()
-        from PySide6.QtCore import QCoreApplication
-
         for _ in range(1000):  # deliver the queued _save_done
             if self._saving is not thread:
                 return
-            QCoreApplication.processEvents()
+            QApplication.processEvents()
         self._saving = None  # the report never came (the window is going): do not wait forever
 
     def export_dialog(self) -> None:
@@ -608,10 +606,10 @@ class MainWindow(QMainWindow):
             total = result.timings.get("total", 0.0)
             self.worker_label.setText(f"Done in {total:.1f} s")
             self.models.set_status(f"{result.model_info.get('device', '')} · {result.model_info.get('preset', '')}")
-            if box is None and result.job.kind == "generate" and result.image is not None:
-                box = _centred_box(result.image.size, (self.document.width, self.document.height))
-            elif box is not None and result.job.kind == "generate" and result.image is not None:
-                box = _fitted_box(result.image.size, _canvas_box(box, result.image.size))
+            if result.job.kind == "generate" and result.image is not None:
+                size = result.image.size
+                box = (_centred_box(size, (self.document.width, self.document.height)) if box is None
+                       else _fitted_box(size, _canvas_box(box, size)))
             entry = self.history.add_result(result, box)
             if entry is not None:
                 self.history.select(entry)

@@ -57,6 +57,11 @@ def domain_of_source(source: str) -> str:
 
 def domain_of_group(group: str) -> str:
     return {ICON_GROUP: "icons", CLIPART_GROUP: "clipart"}.get(group, "emoji")
+
+
+def sources_of(config: Mapping) -> tuple[str, ...]:
+    """The data sources a model or run config says it was trained on (older ones: the emoji sets)."""
+    return tuple(config.get("data_sources") or SOURCES)
 FILL = 0.9  # the emoji's longer side, as a fraction of the square
 ALPHA_EDGE = 8  # alpha at or below this does not count towards an emoji's bounding box (soft shadows)
 HELDOUT_FRACTION = 0.10
@@ -425,33 +430,35 @@ def _from_debian(folder: Path, package: str, version: str | None, inside: str) -
     return (found, got) if found.exists() else None
 
 
-def _noto_from_debian(folder: Path, version: str | None) -> tuple[Path, str] | None:
-    found = _from_debian(folder, NOTO_DEB, version, NOTO_FONT_IN_DEB)
-    return (found[0], f"debian {NOTO_DEB} {found[1]}") if found else None
+def _find_package(folder: Path, package: str, version: str, inside: str,
+                  system_label: str) -> tuple[Path, str] | None:
+    """The path `inside` a Debian package and where it came from, or None.
+
+    In order: the pinned version already unpacked in the cache; downloading it; the package
+    installed on this system; whatever version apt offers; any version unpacked earlier.
+    """
+    pinned = folder / "deb" / f"{package}_{version}" / inside
+    if pinned.exists():
+        return pinned, f"debian {package} {version}"
+    found = _from_debian(folder, package, version, inside)
+    if found:
+        return found[0], f"debian {package} {found[1]}"
+    system = Path("/") / inside
+    if system.exists():
+        return system, system_label
+    found = _from_debian(folder, package, None, inside)
+    if found:
+        return found[0], f"debian {package} {found[1]}"
+    earlier = sorted((folder / "deb").glob(f"{package}_*/{inside}"))
+    if not earlier:
+        return None
+    unpacked = earlier[-1].relative_to(folder / "deb").parts[0]  # <package>_<version>
+    return earlier[-1], f"debian {package} {unpacked.split('_', 1)[1]}"
 
 
 def find_noto_font(folder: Path) -> tuple[Path, str] | None:
-    """The Noto Color Emoji font and where it came from, or None.
-
-    In order: the pinned Debian package already unpacked in the cache; downloading it; the font
-    installed on this system; whatever version apt offers; any version unpacked earlier.
-    """
-    pinned = folder / "deb" / f"{NOTO_DEB}_{NOTO_DEB_VERSION}" / NOTO_FONT_IN_DEB
-    if pinned.is_file():
-        return pinned, f"debian {NOTO_DEB} {NOTO_DEB_VERSION}"
-    found = _noto_from_debian(folder, NOTO_DEB_VERSION)
-    if found:
-        return found
-    if SYSTEM_NOTO_FONT.is_file():
-        return SYSTEM_NOTO_FONT, "installed system font"
-    found = _noto_from_debian(folder, None)
-    if found:
-        return found
-    earlier = sorted((folder / "deb").glob(f"{NOTO_DEB}_*/{NOTO_FONT_IN_DEB}"))
-    if not earlier:
-        return None
-    unpacked = earlier[-1].relative_to(folder / "deb").parts[0]  # fonts-noto-color-emoji_<version>
-    return earlier[-1], f"debian {NOTO_DEB} {unpacked.split('_', 1)[1]}"
+    """The Noto Color Emoji font and where it came from, or None (see _find_package)."""
+    return _find_package(folder, NOTO_DEB, NOTO_DEB_VERSION, NOTO_FONT_IN_DEB, "installed system font")
 
 
 def _file_sha256(path: Path) -> str:
@@ -646,19 +653,8 @@ def _icon_part(source: str, pins: Mapping[str, Pin], folder: Path, size: int, li
 
 
 def find_clipart(folder: Path) -> tuple[Path, str] | None:
-    """Openclipart's SVG folder and where it came from, or None: the pinned Debian package unpacked
-    in the cache; downloading it; the package installed on this system; whatever version apt offers."""
-    pinned = folder / "deb" / f"{CLIPART_DEB}_{CLIPART_DEB_VERSION}" / CLIPART_IN_DEB
-    if pinned.is_dir():
-        return pinned, f"debian {CLIPART_DEB} {CLIPART_DEB_VERSION}"
-    found = _from_debian(folder, CLIPART_DEB, CLIPART_DEB_VERSION, CLIPART_IN_DEB)
-    if found:
-        return found[0], f"debian {CLIPART_DEB} {found[1]}"
-    system = Path("/") / CLIPART_IN_DEB
-    if system.is_dir():
-        return system, "installed system package"
-    found = _from_debian(folder, CLIPART_DEB, None, CLIPART_IN_DEB)
-    return (found[0], f"debian {CLIPART_DEB} {found[1]}") if found else None
+    """Openclipart's SVG folder and where it came from, or None (see _find_package)."""
+    return _find_package(folder, CLIPART_DEB, CLIPART_DEB_VERSION, CLIPART_IN_DEB, "installed system package")
 
 
 _TITLE = re.compile(r"<dc:title>\s*([^<]*?)\s*</dc:title>")
@@ -753,11 +749,16 @@ def _render_any_svg(svg: str, size: int) -> Image.Image:
     (when installed) for the old files resvg refuses. The declared size sets the zoom, so a
     poster-sized drawing is not rasterised at its full 10,000+ pixels first."""
     declared = _svg_size(svg)
-    try:
-        image = _render_svg(svg, size, box=declared or 2 * size)
+
+    def drawn(draw: Callable[[float], Image.Image]) -> Image.Image:
+        zoom = 2 * size / declared if declared else 1.0
+        image = draw(zoom)
         if max(image.size) < 2 * size:  # the declared size was wrong or missing
-            image = _render_svg(svg, size, box=(declared or 2 * size) * max(image.size) / (2 * size))
+            image = draw(zoom * 2 * size / max(image.size))
         return image
+
+    try:
+        return drawn(lambda zoom: _render_svg(svg, size, box=2 * size / zoom))
     except ValueError:
         try:
             import cairosvg
@@ -765,12 +766,7 @@ def _render_any_svg(svg: str, size: int) -> Image.Image:
             cairosvg = None
         if cairosvg is None:
             raise  # resvg's error; the caller counts the file as failed
-        scale = 2 * size / declared if declared else 1.0
-        image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=scale)))
-        if max(image.size) < 2 * size:
-            scale *= 2 * size / max(image.size)
-            image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=scale)))
-        return image
+        return drawn(lambda zoom: Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=zoom))))
 
 
 def _render_clipart(root: Path, size: int, limit: int | None) -> Rendered:
@@ -896,6 +892,7 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
     if unknown:
         raise ValueError(f"unknown sources {sorted(unknown)}; choose from {ALL_SOURCES}")
     emoji_sources = tuple(s for s in sources if s in SOURCES)
+    per_source = None if limit is None else max(1, limit // len(sources))
     pins = PINS if pins is None else pins
     folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     out = folder / dataset_name(size, tuple(sources), limit)
@@ -925,8 +922,8 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
             entries = catalogue(json.loads(google["package/emoji.json"]), json.loads(labels["package/en/data.json"]))
         except KeyError as error:
             raise DataError(f"a pinned package lacks {error}") from error
-        if limit is not None:
-            entries = _limit(entries, max(1, limit // len(sources)))
+        if per_source is not None:
+            entries = _limit(entries, per_source)
         _log(f"{len(entries)} emoji and skin variants")
 
     rendered: list[Rendered] = []
@@ -951,10 +948,10 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
             if not found:
                 raise DataError(f"Openclipart needs Debian's {CLIPART_DEB} package (apt-get download "
                                 f"{CLIPART_DEB}), which apt could not fetch here.")
-            part = _render_clipart(found[0], size, None if limit is None else max(1, limit // len(sources)))
+            part = _render_clipart(found[0], size, per_source)
             part.stats["package"] = found[1]
         elif source in ICON_SOURCES:
-            part = _icon_part(source, pins, folder, size, None if limit is None else max(1, limit // len(sources)))
+            part = _icon_part(source, pins, folder, size, per_source)
         else:
             part = _render_fluent(source.split("-", 1)[1], entries, fluent_files, size)
         part.stats["seconds"] = round(time.monotonic() - tick, 1)

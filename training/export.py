@@ -38,10 +38,12 @@ def _write_int8(module, folder: Path) -> None:
     save_file(quantize_state_dict(module.state_dict()), folder / INT8_WEIGHTS, metadata={"format": "quickbrush-int8"})
 
 
-def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True, extra: dict | None = None) -> Path:
+def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True,
+           data_sources: tuple[str, ...] | None = None) -> Path:
     """The model folder: torch weights (int8 storage) for fine-tuning and tests, plus the ONNX
-    graphs the app runs (inference/builtin_onnx.py). `extra`: more keys for quickbrush_builtin.json
-    (the training's `data_sources`), which the runtimes ignore."""
+    graphs the app runs (inference/builtin_onnx.py). With `data_sources` (what it was trained on),
+    quickbrush_builtin.json records them (the runtimes ignore the key; the benchmark reads it) and
+    DATA.md gives their licences and attribution."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
@@ -59,9 +61,13 @@ def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True,
         save_file(quantize_state_dict(table), text_dir / INT8_WEIGHTS, metadata={"format": "quickbrush-int8"})
     config = json.loads((tmp / "quickbrush_builtin.json").read_text())
     config["int8"] = int8
-    config.update(extra or {})
+    if data_sources is not None:
+        from training.data import data_card
+
+        config["data_sources"] = list(data_sources)
+        (tmp / "DATA.md").write_text(data_card(data_sources), encoding="utf-8")
     (tmp / "quickbrush_builtin.json").write_text(json.dumps(config, indent=2) + "\n")
-    # Replace the model's own files only: DATA.md (the training driver writes it) and LICENSE stay.
+    # Replace the model's own files only: anything else in the folder stays.
     out.mkdir(parents=True, exist_ok=True)
     for item in tmp.iterdir():
         target = out / item.name

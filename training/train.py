@@ -438,8 +438,8 @@ def run_sources(run: Path, asked: str | None) -> tuple[str, ...]:
 
     if asked:
         return data.parse_sources(asked)
-    recorded = json.loads((run / "config.json").read_text()).get("data_sources") if (run / "config.json").exists() else None
-    return tuple(recorded) if recorded else data.SOURCES
+    config = run / "config.json"
+    return data.sources_of(json.loads(config.read_text()) if config.exists() else {})
 
 
 def dataset_key(ds) -> str:
@@ -534,8 +534,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = assemble(run, cfg, text)
         out = args.out or run / "export"
-        export(model, out, int8=args.int8, extra={"data_sources": list(sources)})
-        (out / "DATA.md").write_text(data.data_card(sources), encoding="utf-8")  # licences of what it learnt from
+        export(model, out, int8=args.int8, data_sources=sources)
         log("exported", out=str(out))
     return 0
 

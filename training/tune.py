@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config_file = args.model / "quickbrush_builtin.json"
     config = json.loads(config_file.read_text())
-    path = data.prepare(size=config["size"], sources=tuple(config.get("data_sources") or data.SOURCES))
+    path = data.prepare(size=config["size"], sources=data.sources_of(config))
     ds = data.load(path)
     classes = sorted(set(ds.subgroup))
     sub_id = {c: i for i, c in enumerate(classes)}

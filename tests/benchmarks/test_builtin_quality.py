@@ -37,9 +37,9 @@ def test_every_domain_must_pass_on_its_own():
 
 
 def test_domains_follow_the_group():
-    assert builtin_quality.domain_of(data.ICON_GROUP) == "icons"
-    assert builtin_quality.domain_of(data.CLIPART_GROUP) == "clipart"
-    assert builtin_quality.domain_of("Smileys & Emotion") == "emoji"
+    assert data.domain_of_group(data.ICON_GROUP) == "icons"
+    assert data.domain_of_group(data.CLIPART_GROUP) == "clipart"
+    assert data.domain_of_group("Smileys & Emotion") == "emoji"
     assert data.domain_of_source("lucide") == "icons" and data.domain_of_source("noto") == "emoji"
 
 

@@ -129,6 +129,13 @@ def test_flow_training_lowers_the_loss_resumes_and_exports_a_working_model(tmp_p
     assert shipped.sample("blue square", "inpaint", image=images[0], mask=mask)[0].shape == (1, 32, 32, 4)
     assert shipped.sample("make it blue", "edit", image=images[0])[0].shape == (1, 32, 32, 4)
 
+    from training import data
+
+    carded = export(model, tmp_path / "carded", onnx=False, data_sources=data.ALL_SOURCES)
+    assert json.loads((carded / "quickbrush_builtin.json").read_text())["data_sources"] == list(data.ALL_SOURCES)
+    assert (carded / "DATA.md").read_text(encoding="utf-8") == data.data_card(data.ALL_SOURCES)
+    assert not (out / "DATA.md").exists(), "no sources given: no card written"
+
 
 def test_flow_learning_rate_warms_up_holds_and_decays_to_zero(tmp_path, text):
     images, captions = shapes(8)
