@@ -154,6 +154,39 @@ def test_flow_learning_rate_warms_up_holds_and_decays_to_zero(tmp_path, text):
     assert trainer.opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 1 / 20)  # the last step, 96
 
 
+def test_bf16_training_learns_and_keeps_fp32_weights(tmp_path, text, monkeypatch):
+    """`--precision bf16`: only the forward pass is bfloat16, so checkpoints stay fp32 and a run can
+    change precision between resumes."""
+    images, captions = shapes(16)
+    torch.manual_seed(0)
+    latents = torch.randn(16, CFG.latent_channels, CFG.latent_size, CFG.latent_size)
+    trainer = train.FlowTrainer(CFG, text, latents, captions, None, tmp_path, lr=2e-3, precision="bf16")
+    assert trainer.autocast is torch.bfloat16
+    trainer.warmup = 1
+    losses = []
+    original = torch.nn.functional.mse_loss
+
+    def recording(a, b, *args, **kwargs):
+        assert a.dtype == b.dtype == torch.float32, "the loss is taken in fp32"
+        losses.append(original(a, b, *args, **kwargs).item())
+        return original(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(train.F, "mse_loss", recording)
+    trainer.train(steps=80, batch=16, every=1000)
+    monkeypatch.undo()
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    saved = torch.load(tmp_path / "flow.pt", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in saved["model"].values() if v.is_floating_point())
+    assert train.FlowTrainer(CFG, text, latents, captions, None, tmp_path, precision="fp32").step == 80
+
+
+def test_precision_choice():
+    assert train.autocast_dtype("cpu", "fp32") is None
+    assert train.autocast_dtype("cpu", "bf16") is torch.bfloat16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert train.autocast_dtype("cpu", "auto") is (torch.bfloat16 if native else None)
+
+
 def test_a_run_seeded_from_an_exported_model_starts_from_its_weights_and_then_resumes(tmp_path):
     """`train.py flow --init FOLDER`: fine-tuning the shipped model when the checkpoints are gone."""
     import sys
