@@ -67,6 +67,12 @@ def tiny_sd_pix2pix(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_sd2(tmp_path_factory):
+    """Folder of a tiny SD 2.x pipeline (1024-wide text encoder, v-prediction); 64 x 64 px."""
+    return _tiny_models().build_sd2(tmp_path_factory.mktemp("tiny_sd2"))
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory):
     """Folder of a tiny StableDiffusionXLPipeline; native size 64 x 64 px."""
     return _tiny_models().build_sdxl(tmp_path_factory.mktemp("tiny_sdxl"))

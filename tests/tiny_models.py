@@ -147,7 +147,7 @@ def write_clip_tokenizer(folder: Path, vocab_size: int = VOCAB_SIZE):
 def _text_config(**extra):
     from transformers import CLIPTextConfig
 
-    return CLIPTextConfig(
+    settings = dict(
         bos_token_id=BOS_ID,
         eos_token_id=EOS_ID,
         hidden_size=32,
@@ -158,8 +158,8 @@ def _text_config(**extra):
         pad_token_id=EOS_ID,
         vocab_size=VOCAB_SIZE,
         max_position_embeddings=MODEL_MAX_LENGTH,
-        **extra,
     )
+    return CLIPTextConfig(**{**settings, **extra})
 
 
 def _vae(**extra):
@@ -231,6 +231,47 @@ def build_sd(folder: Path, kind: str = "text2img", sample_size: int = 32) -> Pat
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_sd2(folder: Path) -> Path:
+    """Build and save a tiny SD 2.x pipeline: what tells 2.x from 1.x, at toy size.
+
+    That is a 1024-wide text encoder (OpenCLIP ViT-H's width, by which Quickbrush names the
+    family), linear projections in the UNet's transformers, and a v-prediction DDIM scheduler
+    as in stable-diffusion-2-1. Native image size 64 x 64 px.
+    """
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = Path(folder)
+    _quiet()
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        cross_attention_dim=1024,
+    )
+    scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                              prediction_type="v_prediction")
+    torch.manual_seed(SEED)
+    vae = _vae(sample_size=64)
+    torch.manual_seed(SEED)
+    text_encoder = CLIPTextModel(_text_config(hidden_size=1024, num_hidden_layers=1, hidden_act="gelu"))
+    tokenizer = write_clip_tokenizer(folder / "tokenizer")
+    pipe = StableDiffusionPipeline(
+        unet=unet, scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder

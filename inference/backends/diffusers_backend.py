@@ -117,6 +117,14 @@ def folder_fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
+def _cross_attention_key(keys: set[str]) -> str | None:
+    """A UNet cross-attention key projection, whose input width is the text encoder's: 768 for
+    SD 1.x (CLIP ViT-L), 1024 for SD 2.x (OpenCLIP ViT-H). Any block's will do: which blocks have
+    attention differs between models."""
+    found = sorted(k for k in keys if k.startswith("model.diffusion_model.") and k.endswith("attn2.to_k.weight"))
+    return found[0] if found else None
+
+
 def _checkpoint_layout(path: str) -> tuple[str, int]:
     """(family, UNet input channels) of an original-format checkpoint, read from its tensor shapes."""
     first_conv = "model.diffusion_model.input_blocks.0.0.weight"
@@ -136,8 +144,8 @@ def _checkpoint_layout(path: str) -> tuple[str, int]:
                         "It has no UNet weights (model.diffusion_model.*).",
                     )
                 channels = handle.get_slice(first_conv).get_shape()[1]
-                context_key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
-                context = handle.get_slice(context_key).get_shape()[1] if context_key in keys else 768
+                context_key = _cross_attention_key(keys)
+                context = handle.get_slice(context_key).get_shape()[1] if context_key else 768
         except JobError:
             raise
         except Exception as exc:
@@ -152,7 +160,8 @@ def _checkpoint_layout(path: str) -> tuple[str, int]:
         if first_conv not in keys:
             raise BadInput(f"{Path(path).name} is not a Stable Diffusion checkpoint.")
         channels = state[first_conv].shape[1]
-        context = 768
+        context_key = _cross_attention_key(keys)
+        context = state[context_key].shape[1] if context_key else 768
     if any(k.startswith("conditioner.embedders.1") for k in keys):
         return "sdxl", channels
     return ("sd2" if context == 1024 else "sd1"), channels

@@ -178,6 +178,34 @@ def test_sdxl_generates_at_its_native_size(engine, tiny_sdxl):
     assert image.size == (loaded.native, loaded.native)
 
 
+def test_sd2_is_recognised_and_keeps_v_prediction_when_the_scheduler_is_swapped(engine, tiny_sd2, tmp_path):
+    """SD 2.x (and SD-Turbo, which is 2.1) predict velocity: a scheduler swapped in by a preset or
+    by the user must keep `prediction_type`, or every image comes out as noise."""
+    from inference.backends.diffusers_backend import _checkpoint_layout, make_scheduler
+    from tests.tiny_models import write_single_file
+
+    image, resolved, _ = run(engine, Generate(**common(tiny_sd2)))
+    loaded, _ = engine.model(ModelRef(str(tiny_sd2)))
+    assert loaded.family == "sd2"
+    assert image.size == (loaded.native, loaded.native)
+    assert np.asarray(image).std() > 0
+    assert loaded.scheduler_config["prediction_type"] == "v_prediction"
+    for name in (None, "euler", "euler_trailing", "euler_a"):
+        assert make_scheduler(loaded, name).config.prediction_type == "v_prediction", name
+    turbo, resolved, progress = run(engine, Generate(prompt="x", model=ModelRef(str(tiny_sd2), preset="sd-turbo"),
+                                                     seed=1))
+    assert (resolved.steps, resolved.scheduler, len(progress)) == (1, "euler_trailing", 1)
+    # An original-format file of it is told apart by its cross-attention width.
+    single = write_single_file(tiny_sd2, tmp_path / "sd21.safetensors")
+    assert _checkpoint_layout(str(single)) == ("sd2", 4)
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "sd21.ckpt"
+    torch.save({"state_dict": load_file(single)}, pickled)
+    assert _checkpoint_layout(str(pickled)) == ("sd2", 4)
+
+
 def test_preset_gives_few_step_defaults_to_a_renamed_turbo_model(engine, tiny_sd):
     job = Generate(prompt="x", model=ModelRef(str(tiny_sd), preset="sd-turbo"), seed=1)
     _, resolved, progress = run(engine, job)
