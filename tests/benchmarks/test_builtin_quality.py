@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import builtin_quality  # noqa: E402
+import numpy as np  # noqa: E402
 
 from training import data  # noqa: E402
 
@@ -62,3 +63,14 @@ def test_contact_sheet_shares_its_rows_between_domains(tmp_path):
                                   real_of, rows=4)
     with Image.open(out) as sheet:
         assert sheet.height == 22 + 96 * (4 + 3), "a short header, 2 emoji and 2 icon rows, 3 strips"
+
+
+def test_group_breakdown_follows_the_seed_order_of_generate():
+    # Two captions x two seeds: generate() gives caption order at seed 0, then again at seed 1.
+    groups = ["Animals & Nature", "Smileys & Emotion"]
+    generated_ok = np.array([True, False, True, True])
+    real_groups = np.array(["Animals & Nature", "Animals & Nature", "Smileys & Emotion"])
+    real_ok = np.array([True, False, True])
+    report = builtin_quality.by_group(groups, generated_ok, real_groups, real_ok)
+    assert report == {"Animals & Nature": {"captions": 1, "group_accuracy": 1.0, "reference": 0.5},
+                      "Smileys & Emotion": {"captions": 1, "group_accuracy": 0.5, "reference": 1.0}}
