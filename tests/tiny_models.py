@@ -176,6 +176,23 @@ def _vae(**extra):
     )
 
 
+def _unet(**extra):
+    """The two-block UNet every tiny pipeline shares (64 px images through the 2x VAE); the
+    builders change what tells their family apart."""
+    from diffusers import UNet2DConditionModel
+
+    settings = dict(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    return UNet2DConditionModel(**{**settings, **extra})
+
+
 def _quiet():
     """Silence transformers' 'Writing model shards' progress bar while saving."""
     try:
@@ -193,7 +210,7 @@ def build_sd(folder: Path, kind: str = "text2img", sample_size: int = 32) -> Pat
     """
     import torch
     import diffusers
-    from diffusers import PNDMScheduler, UNet2DConditionModel
+    from diffusers import PNDMScheduler
     from transformers import CLIPTextModel
 
     if kind not in _SD_KINDS:
@@ -203,16 +220,7 @@ def build_sd(folder: Path, kind: str = "text2img", sample_size: int = 32) -> Pat
     _quiet()
 
     torch.manual_seed(SEED)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=sample_size,
-        in_channels=in_channels,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-    )
+    unet = _unet(sample_size=sample_size, in_channels=in_channels, cross_attention_dim=32)
     # The scheduler config of the real SD 1.5 folder.
     scheduler = PNDMScheduler(**SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
     torch.manual_seed(SEED)
@@ -244,24 +252,13 @@ def build_sd2(folder: Path) -> Path:
     as in stable-diffusion-2-1. Native image size 64 x 64 px.
     """
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextModel
 
     folder = Path(folder)
     _quiet()
     torch.manual_seed(SEED)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        cross_attention_dim=1024,
-    )
+    unet = _unet(attention_head_dim=(2, 4), use_linear_projection=True, cross_attention_dim=1024)
     scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                               prediction_type="v_prediction")
     torch.manual_seed(SEED)
@@ -283,21 +280,15 @@ def build_sdxl(folder: Path) -> Path:
     Native image size 64 x 64 (UNet sample_size 32, VAE scale factor 2).
     """
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     folder = Path(folder)
     _quiet()
 
     torch.manual_seed(SEED)
-    unet = UNet2DConditionModel(
+    unet = _unet(
         block_out_channels=(2, 4),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         # SD2/SDXL-specific config below
         attention_head_dim=(2, 4),
         use_linear_projection=True,
