@@ -193,19 +193,31 @@ class TextEncoder:
         config["tokenizer_name"] = "sentence-transformers/all-MiniLM-L6-v2"
         config_file.write_text(json.dumps(config, indent=2) + "\n")
 
-    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = torch.zeros(len(prompts), TOKENS, self.dim)
-        pooled = torch.zeros(len(prompts), self.dim)
+    def sequences(self, prompts: list[str]) -> list[np.ndarray]:
+        """One float32 [length, D] array of token vectors per prompt (length 0 for the null prompt)."""
         texts = [p.strip().lower() for p in prompts]
+        out = [np.zeros((0, self.dim), np.float32) for _ in texts]
         present = [i for i, t in enumerate(texts) if t]
         if present:
-            sequences = self.model.encode_as_sequence([texts[i] for i in present])
-            for i, seq in zip(present, sequences):
-                seq = torch.from_numpy(np.asarray(seq, dtype=np.float32)).reshape(-1, self.dim)
-                if len(seq):
-                    tokens[i, : min(TOKENS, len(seq))] = seq[:TOKENS]
-                    pooled[i] = seq.mean(0)
-        return tokens, pooled
+            for i, seq in zip(present, self.model.encode_as_sequence([texts[i] for i in present])):
+                out[i] = np.asarray(seq, dtype=np.float32).reshape(-1, self.dim)
+        return out
+
+    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pool_sequences(self.sequences(prompts), self.dim)
+
+
+def pool_sequences(sequences: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token vectors -> what the UNet takes: the first TOKENS of each (zero-padded) to attend to,
+    and their mean over the whole prompt as the pooled vector."""
+    tokens = torch.zeros(len(sequences), TOKENS, dim)
+    pooled = torch.zeros(len(sequences), dim)
+    for i, seq in enumerate(sequences):
+        if len(seq):
+            seq = torch.from_numpy(np.asarray(seq, dtype=np.float32))
+            tokens[i, : min(TOKENS, len(seq))] = seq[:TOKENS]
+            pooled[i] = seq.mean(0)
+    return tokens, pooled
 
 
 # --------------------------------------------------------------------------- conversions

@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -305,26 +306,30 @@ class FlowTrainer:
         self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
         self.step = 0
         self.rng = np.random.default_rng(seed)
-        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if ckpt.exists():
             state = torch.load(ckpt, weights_only=False, map_location=self.device)
             self.unet.load_state_dict(state["model"])
             self.opt.load_state_dict(state["opt"])
             self.ema.load_state_dict(state["ema"])
             self.step = state["step"]
+        # Every caption and instruction is encoded once, up front, and a batch gathers rows by id:
+        # on a GPU the per-step lookup of 512 prompts in a dict cost more than the UNet step.
+        instructions = list(edits[2]) if edits is not None else []
+        texts = sorted(set(captions) | set(instructions) | {""})
+        text_id = {t: i for i, t in enumerate(texts)}
+        self.tokens, self.pooled = (torch.cat(part).to(self.device) for part in
+                                    zip(*(text(texts[i : i + 1024]) for i in range(0, len(texts), 1024))))
+        self.null_text = text_id[""]
+        self.caption_ids = torch.tensor([text_id[c] for c in captions], device=self.device)
+        self.latents = latents.to(self.device)
+        self.mirror = self.mirror.to(self.device)
+        if edits is not None:
+            self.edits = (edits[0].to(self.device), edits[1].to(self.device),
+                          torch.tensor([text_id[t] for t in instructions], device=self.device))
 
-    def _encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [t for t in set(texts) if t not in self._text_cache]
-        if missing:
-            tokens, pooled = self.text(missing)
-            for t, tok, pool in zip(missing, tokens, pooled):
-                self._text_cache[t] = (tok, pool)
-        return (torch.stack([self._text_cache[t][0] for t in texts]),
-                torch.stack([self._text_cache[t][1] for t in texts]))
-
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Clean latents, conditioning channels and prompts for a mix of the three tasks."""
-        c, s = self.cfg.latent_channels, self.cfg.latent_size
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clean latents, conditioning channels and prompt ids for a mix of the three tasks."""
+        c, s, device = self.cfg.latent_channels, self.cfg.latent_size, self.device
         n_edit = size // 4 if self.edits is not None else 0
         n_inpaint = size // 4
         n_gen = size - n_edit - n_inpaint
@@ -332,27 +337,33 @@ class FlowTrainer:
             idx = self.rng.integers(0, len(self.latents), n_gen + n_inpaint)
         else:
             idx = self.rng.choice(len(self.latents), n_gen + n_inpaint, p=self.weights)
-        clean = self.latents[idx].clone()
-        flip = torch.from_numpy(self.rng.random(len(idx)) < 0.5) & self.mirror[idx]
-        clean[flip] = clean[flip].flip(-1)  # latents of a mirrored image ~ mirrored latents
-        cond = torch.zeros(len(idx), c + 2, s, s)
+        idx = torch.from_numpy(idx).to(device)
+        clean = self.latents[idx]
+        flip = torch.from_numpy(self.rng.random(len(idx)) < 0.5).to(device) & self.mirror[idx]
+        clean = torch.where(flip[:, None, None, None], clean.flip(-1), clean)  # mirrored image ~ mirrored latents
+        cond = torch.zeros(len(idx), c + 2, s, s, device=device)
         cond[:n_gen, c] = 1
-        masks = random_latent_masks(n_inpaint, s, self.rng)
+        masks = random_latent_masks(n_inpaint, s, self.rng).to(device)
         cond[n_gen:, :c] = clean[n_gen:] * (1 - masks)
         cond[n_gen:, c : c + 1] = masks
-        texts = [self.captions[i] for i in idx]
+        texts = self.caption_ids[idx]
         if n_edit:
             src, dst, instructions = self.edits
-            e = self.rng.integers(0, len(dst), n_edit)
+            e = torch.from_numpy(self.rng.integers(0, len(dst), n_edit)).to(device)
             clean = torch.cat([clean, dst[e]])
-            edit_cond = torch.zeros(n_edit, c + 2, s, s)
+            edit_cond = torch.zeros(n_edit, c + 2, s, s, device=device)
             edit_cond[:, :c] = src[e]
             edit_cond[:, c + 1] = 1
             cond = torch.cat([cond, edit_cond])
-            texts += [instructions[i] for i in e]
-        drop = self.rng.random(len(texts)) < 0.1  # the null prompt, for classifier-free guidance
-        texts = ["" if d else t for t, d in zip(texts, drop)]
-        return clean, cond, texts
+            texts = torch.cat([texts, instructions[e]])
+        drop = torch.from_numpy(self.rng.random(len(texts)) < 0.1).to(device)  # the null prompt, for guidance
+        return clean, cond, torch.where(drop, self.null_text, texts)
+
+    def draw(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A batch as the UNet takes it, on the training device: clean latents, conditioning
+        channels, prompt token vectors and pooled prompt vectors."""
+        clean, cond, texts = self.batch(size)
+        return clean, cond, self.tokens[texts], self.pooled[texts]
 
     def lr_at(self, step: int, steps: int, decay: int) -> float:
         """Warmup, then constant, then (the last `decay` steps before `steps`) linear to zero.
@@ -366,22 +377,18 @@ class FlowTrainer:
         return lr
 
     def train(self, steps: int, batch: int = 32, minutes: float | None = None, every: int = 500,
-              decay: int = 0) -> None:
+              decay: int = 0, on_save: Callable[["FlowTrainer"], None] | None = None) -> None:
         deadline = time.monotonic() + minutes * 60 if minutes else math.inf
         self.unet.train()
         started, last_log, first = time.monotonic(), time.monotonic(), self.step
         while self.step < steps and time.monotonic() < deadline:
-            clean, cond, texts = self.batch(batch)
-            tokens, pooled = self._encode_text(texts)
-            clean, cond = clean.to(self.device), cond.to(self.device)
-            tokens, pooled = tokens.to(self.device), pooled.to(self.device)
+            clean, cond, tokens, pooled = self.draw(batch)
             noise = torch.randn_like(clean)
             # Logit-normal times put more training on the middle of the path, where a few-step
             # sampler makes its largest moves (as in SD3's rectified flow training); a fifth
             # uniform keeps the ends trained, t = 1 above all, where every sample starts.
-            t = torch.sigmoid(torch.randn(len(clean)))
-            uniform = torch.rand(len(clean)) < 0.2
-            t[uniform] = torch.rand(int(uniform.sum()))
+            t = torch.sigmoid(torch.randn(len(clean), device=clean.device))
+            t = torch.where(torch.rand_like(t) < 0.2, torch.rand_like(t), t)
             for group in self.opt.param_groups:
                 group["lr"] = self.lr_at(self.step, steps, decay)
             x_t = (1 - t)[:, None, None, None] * clean + t[:, None, None, None] * noise
@@ -401,6 +408,8 @@ class FlowTrainer:
                     s_per_step=round((last_log - started) / (self.step - first), 3))
             if self.step % every == 0:
                 self.save()
+                if on_save:
+                    on_save(self)
         self.save()
 
     def save(self) -> None:
@@ -481,6 +490,33 @@ def assemble(run: Path, cfg: BuiltinConfig, text: TextEncoder, unet=None) -> Bui
     return BuiltinModel(cfg, ae, unet, text, build_scheduler())
 
 
+def flow_inputs(run: Path, cfg: BuiltinConfig, ds, pairs, shares: dict[str, float]):
+    """What the flow model trains on, from the run's cached latents (encoded again when the
+    autoencoder or the data set changed): the config with its latent scale, and FlowTrainer's
+    (latents, captions, edits) plus its mirror and sampling-weight keywords."""
+    train = ds.train_indices()
+    ae = build_autoencoder(cfg)
+    ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
+    latents_file = run / "latents.pt"
+    known = json.loads((run / "latents.json").read_text()) if (run / "latents.json").exists() else {}
+    if (not latents_file.exists() or latents_file.stat().st_mtime < (run / "autoencoder.pt").stat().st_mtime
+            or known.get("dataset", dataset_key(ds)) != dataset_key(ds)):
+        raw = encode_all(ae, ds.images[train])
+        std = float(known["latent_std"]) if known.get("fixed") else float(raw.std())
+        train_pairs = [(i, j, t) for i, j, t in pairs if ds.split[i] == "train" and ds.split[j] == "train"]
+        src, dst, instructions = build_edit_set(ds.images, train_pairs, synthetic=len(train) // 2)
+        edits = (encode_all(ae, src) / std, encode_all(ae, dst) / std, instructions)
+        torch.save({"latents": raw / std, "edits": edits}, latents_file)
+        (run / "latents.json").write_text(json.dumps({"latent_std": std, "fixed": bool(known.get("fixed")),
+                                                      "dataset": dataset_key(ds)}))
+        log("latents", count=len(raw), edits=len(instructions), latent_std=round(std, 4))
+    cached = torch.load(latents_file, weights_only=False)
+    cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])
+    inputs = (cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"])
+    return cfg, inputs, {"mirror": mirrorable(ds.captions[train], ds.subgroup[train], ds.source[train]),
+                         "weights": sampling_weights(ds.source[train], shares)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -530,28 +566,9 @@ def main(argv: list[str] | None = None) -> int:
         train_autoencoder(ds.images[train], cfg, run, steps=args.steps or (200 if args.tiny else 20000),
                           batch=args.batch, minutes=args.minutes, crop=None if args.tiny else 64)
     if "flow" in stages:
-        ae = build_autoencoder(cfg)
-        ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
-        latents_file = run / "latents.pt"
-        known = json.loads((run / "latents.json").read_text()) if (run / "latents.json").exists() else {}
-        if (not latents_file.exists() or latents_file.stat().st_mtime < (run / "autoencoder.pt").stat().st_mtime
-                or known.get("dataset", dataset_key(ds)) != dataset_key(ds)):
-            raw = encode_all(ae, ds.images[train])
-            std = float(known["latent_std"]) if known.get("fixed") else float(raw.std())
-            train_pairs = [(i, j, t) for i, j, t in pairs if ds.split[i] == "train" and ds.split[j] == "train"]
-            src, dst, instructions = build_edit_set(ds.images, train_pairs, synthetic=len(train) // 2)
-            edits = (encode_all(ae, src) / std, encode_all(ae, dst) / std, instructions)
-            torch.save({"latents": raw / std, "edits": edits}, latents_file)
-            (run / "latents.json").write_text(json.dumps({"latent_std": std, "fixed": bool(known.get("fixed")),
-                                                          "dataset": dataset_key(ds)}))
-            log("latents", count=len(raw), edits=len(instructions), latent_std=round(std, 4))
-        cached = torch.load(latents_file, weights_only=False)
-        cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])
-        trainer = FlowTrainer(cfg, text, cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"], run,
-                              mirror=mirrorable(ds.captions[train], ds.subgroup[train], ds.source[train]),
-                              weights=sampling_weights(ds.source[train], {"icons": args.icon_share,
-                                                                        "clipart": args.clipart_share}),
-                              precision=args.precision)
+        cfg, inputs, sampling = flow_inputs(run, cfg, ds, pairs, {"icons": args.icon_share,
+                                                                  "clipart": args.clipart_share})
+        trainer = FlowTrainer(cfg, text, *inputs, run, precision=args.precision, **sampling)
         trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes,
                       decay=args.decay)
     if "export" in stages:

@@ -99,8 +99,7 @@ def test_flow_training_lowers_the_loss_resumes_and_exports_a_working_model(tmp_p
     def loss_now() -> float:
         torch.manual_seed(1)
         trainer.rng = np.random.default_rng(1)
-        clean, cond, texts = trainer.batch(32)
-        tokens, pooled = trainer._encode_text(texts)
+        clean, cond, tokens, pooled = trainer.draw(32)
         noise = torch.randn_like(clean)
         t = torch.full((len(clean),), 0.5)
         with torch.no_grad():
