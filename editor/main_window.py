@@ -103,10 +103,12 @@ ABOUT_TEXT = """<h3>Quickbrush</h3>
 <p>It is built on: Qt for Python (PySide6, LGPL-3.0), PyTorch (BSD-3-Clause), diffusers, transformers,
 huggingface_hub, safetensors and accelerate (Apache-2.0), ONNX Runtime (MIT), model2vec (MIT),
 tokenizers (Apache-2.0), Pillow (MIT-CMU), NumPy (BSD-3-Clause) and platformdirs (MIT).</p>
-<p><b>The built-in model</b> was trained by the Quickbrush project on emoji it does not include:
-Twemoji by Twitter, Inc and other contributors (CC-BY 4.0), Noto Color Emoji by Google (OFL-1.1,
-images Apache-2.0) and Fluent Emoji by Microsoft (MIT), with names from Unicode CLDR via
-emojibase-data (MIT). Its text encoder is distilled from all-MiniLM-L6-v2 (Apache-2.0).
+<p><b>The built-in model</b> was trained by the Quickbrush project on emoji, icons and clip art it
+does not include: Twemoji by Twitter, Inc and other contributors (CC-BY 4.0), Noto Color Emoji by
+Google (OFL-1.1, images Apache-2.0) and Fluent Emoji by Microsoft (MIT), with names from Unicode
+CLDR via emojibase-data (MIT); Tabler Icons by Paweł Kuna (MIT) and Lucide (ISC; parts from
+Feather, MIT); and Openclipart (public domain). Its text encoder is distilled from
+all-MiniLM-L6-v2 (Apache-2.0).
 Details: assets/models/builtin/DATA.md.</p>
 <p>Models you load yourself keep their own licences.</p>"""
 

@@ -284,3 +284,18 @@ def test_every_icon_the_ui_names_is_found(qtbot):
     assert len(names) >= 4
     for name in sorted(names):
         assert not theme.icon(name).isNull(), name
+
+
+# The credit each training source needs in the About box (CC-BY asks for it; the rest is courtesy).
+CREDITS = {"noto": "Noto Color Emoji", "twemoji": "Twemoji", "fluent-flat": "Fluent Emoji",
+           "fluent-modern": "Fluent Emoji", "tabler": "Tabler Icons", "lucide": "Lucide", "openclipart": "Openclipart"}
+
+
+def test_the_about_box_credits_every_source_the_shipped_model_learnt_from():
+    import json
+
+    from inference.assets import assets_dir
+
+    config = json.loads((assets_dir() / "models" / "builtin" / "quickbrush_builtin.json").read_text())
+    for source in config["data_sources"]:
+        assert CREDITS[source] in mw.ABOUT_TEXT, source
