@@ -266,3 +266,27 @@ def test_a_run_remembers_its_data_sources(tmp_path):
     assert train.run_sources(tmp_path, None) == data.ALL_SOURCES, "resumed without --sources"
     assert train.run_sources(tmp_path, "twemoji,tabler") == ("twemoji", "tabler")
     assert BuiltinConfig.from_json(json.loads((tmp_path / "config.json").read_text())) == CFG
+
+
+def test_decoder_finetune_keeps_the_encoder_and_learns_to_draw_from_noisy_latents(tmp_path):
+    images, _ = shapes(64)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    ae = train.train_autoencoder(images, CFG, tmp_path, steps=80, batch=16, crop=None)
+    encoder = {k: v.clone() for k, v in ae.encoder.state_dict().items()}
+    x = rgba_to_tensor(images[:32])
+
+    def noisy_error() -> float:
+        torch.manual_seed(2)
+        with torch.no_grad():
+            z = ae.encode(x).latents
+            return torch.nn.functional.l1_loss(ae.decode(z + 0.4 * z.std() * torch.randn_like(z)).sample, x).item()
+
+    before = noisy_error()
+    ae = train.finetune_decoder(ae, images, tmp_path, steps=80, latent_std=1.0, noise=0.8, batch=16, lr=1e-3, crop=None)
+    assert noisy_error() < before
+    for name, value in ae.encoder.state_dict().items():
+        assert torch.equal(value, encoder[name]), name
+    saved = torch.load(tmp_path / "autoencoder.pt", weights_only=True)
+    assert saved["decoder"] == {"steps": 80, "noise": 0.8}
+    assert all(p.requires_grad for p in ae.parameters())
