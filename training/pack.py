@@ -104,6 +104,7 @@ def write(out: Path, cfg: BuiltinConfig, text: TextEncoder, unet: torch.nn.Modul
 
 
 def load(folder: Path) -> Pack:
+    """A pack as FlowTrainer takes it: float32 latents and edits, captions, and a PackedText."""
     meta = json.loads((folder / META).read_text())
     index = np.load(folder / INDEX)
     shape = meta["latent_shape"]
