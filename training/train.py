@@ -91,6 +91,24 @@ def _augment(batch: torch.Tensor) -> torch.Tensor:
     return batch
 
 
+def _image_batch(images: np.ndarray, batch: int, crop: int | None, device: str) -> torch.Tensor:
+    """A random batch of images, half of them mirrored, randomly cropped to `crop` px on the 8 px
+    latent grid: the autoencoder is convolutional, and a 64 px crop costs a quarter."""
+    idx = np.random.randint(0, len(images), batch)
+    x = _augment(rgba_to_tensor(images[idx])).to(device)
+    if crop and crop < x.shape[-1]:
+        top, left = np.random.randint(0, x.shape[-1] - crop + 1, 2) // 8 * 8
+        x = x[..., top : top + crop, left : left + crop]
+    return x
+
+
+def load_autoencoder(run: Path, cfg: BuiltinConfig) -> torch.nn.Module:
+    """The run's autoencoder, as the last autoencoder or decoder stage saved it."""
+    ae = build_autoencoder(cfg)
+    ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
+    return ae
+
+
 def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: int, batch: int = 32,
                       lr: float = 5e-4, minutes: float | None = None, crop: int | None = 64,
                       device: str | None = None) -> torch.nn.Module:
@@ -112,12 +130,7 @@ def train_autoencoder(images: np.ndarray, cfg: BuiltinConfig, run: Path, steps: 
     ae.train()
     started, last_log = time.monotonic(), time.monotonic()
     while step < steps and time.monotonic() < deadline:
-        idx = np.random.randint(0, len(images), batch)
-        x = _augment(rgba_to_tensor(images[idx])).to(device)
-        if crop and crop < x.shape[-1]:
-            # Random crops: the autoencoder is convolutional, and a 64 px crop costs a quarter.
-            top, left = np.random.randint(0, x.shape[-1] - crop + 1, 2) // 8 * 8
-            x = x[..., top : top + crop, left : left + crop]
+        x = _image_batch(images, batch, crop, device)
         z = ae.encode(x).latents
         y = ae.decode(z).sample
         loss = F.l1_loss(y, x) + F.mse_loss(y, x)
@@ -153,11 +166,7 @@ def finetune_decoder(ae, images: np.ndarray, run: Path, steps: int, latent_std: 
     deadline = time.monotonic() + minutes * 60 if minutes else math.inf
     started, last_log, step = time.monotonic(), time.monotonic(), 0
     while step < steps and time.monotonic() < deadline:
-        idx = np.random.randint(0, len(images), batch)
-        x = _augment(rgba_to_tensor(images[idx])).to(device)
-        if crop and crop < x.shape[-1]:
-            top, left = np.random.randint(0, x.shape[-1] - crop + 1, 2) // 8 * 8
-            x = x[..., top : top + crop, left : left + crop]
+        x = _image_batch(images, batch, crop, device)
         with torch.no_grad():
             z = ae.encode(x).latents
             sigma = torch.rand(len(z), 1, 1, 1, device=device) * noise * latent_std
@@ -331,9 +340,7 @@ class FlowTrainer:
                  weights: np.ndarray | None = None, precision: str = "fp32"):
         from diffusers.training_utils import EMAModel
 
-        self.cfg, self.text, self.latents, self.captions, self.edits, self.run = cfg, text, latents, captions, edits, run
-        self.mirror = torch.ones(len(latents), dtype=torch.bool) if mirror is None else torch.from_numpy(mirror)
-        self.weights = weights
+        self.cfg, self.run, self.weights = cfg, run, weights
         self.lr, self.warmup = lr, 500
         self.device = device or default_device()
         self.autocast = autocast_dtype(self.device, precision)
@@ -364,10 +371,11 @@ class FlowTrainer:
         self.null_text = text_id[""]
         self.caption_ids = torch.tensor([text_id[c] for c in captions], device=self.device)
         self.latents = latents.to(self.device)
-        self.mirror = self.mirror.to(self.device)
-        if edits is not None:
-            self.edits = (edits[0].to(self.device), edits[1].to(self.device),
-                          torch.tensor([text_id[t] for t in instructions], device=self.device))
+        self.mirror = (torch.ones(len(latents), dtype=torch.bool) if mirror is None
+                       else torch.from_numpy(mirror)).to(self.device)
+        self.edits = None if edits is None else (
+            edits[0].to(self.device), edits[1].to(self.device),
+            torch.tensor([text_id[t] for t in instructions], device=self.device))
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clean latents, conditioning channels and prompt ids for a mix of the three tasks."""
@@ -521,8 +529,7 @@ def dataset_key(ds) -> str:
 
 def assemble(run: Path, cfg: BuiltinConfig, text: TextEncoder, unet=None) -> BuiltinModel:
     """The model as it ships: autoencoder + (EMA) UNet + text encoder + scheduler, with latent_std."""
-    ae = build_autoencoder(cfg)
-    ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
+    ae = load_autoencoder(run, cfg)
     stats = json.loads((run / "latents.json").read_text())
     cfg = replace(cfg, latent_std=stats["latent_std"])
     if unet is None:
@@ -537,8 +544,7 @@ def flow_inputs(run: Path, cfg: BuiltinConfig, ds, pairs, shares: dict[str, floa
     autoencoder or the data set changed): the config with its latent scale, and FlowTrainer's
     (latents, captions, edits) plus its mirror and sampling-weight keywords."""
     train = ds.train_indices()
-    ae = build_autoencoder(cfg)
-    ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
+    ae = load_autoencoder(run, cfg)
     latents_file = run / "latents.pt"
     known = json.loads((run / "latents.json").read_text()) if (run / "latents.json").exists() else {}
     if (not latents_file.exists() or latents_file.stat().st_mtime < (run / "autoencoder.pt").stat().st_mtime
@@ -610,8 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         train_autoencoder(ds.images[train], cfg, run, steps=args.steps or (200 if args.tiny else 20000),
                           batch=args.batch, minutes=args.minutes, crop=None if args.tiny else 64)
     if "decoder" in stages:
-        ae = build_autoencoder(cfg)
-        ae.load_state_dict(torch.load(run / "autoencoder.pt", weights_only=True)["model"])
+        ae = load_autoencoder(run, cfg)
         latent_std = json.loads((run / "latents.json").read_text())["latent_std"]
         finetune_decoder(ae, ds.images[train], run, steps=args.steps or (50 if args.tiny else 3000), latent_std=latent_std,
                          noise=args.noise, batch=args.batch, minutes=args.minutes, crop=None if args.tiny else 64)
