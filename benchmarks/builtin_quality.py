@@ -2,7 +2,8 @@
 
 1. A small CNN classifier learns the Unicode emoji subgroup (about 100 classes: face-smiling,
    animal-mammal, food-fruit, ...) from the *training* images of every source. Its accuracy on the
-   real held-out images (captions the generator never saw, every source) is the reference.
+   real held-out images (captions the generator never saw, every source), each caption counted
+   once as on the generated side, is the reference.
 2. For every held-out caption the model generates four images (four seeds; 1, 2 and 4 steps);
    the classifier says whether each shows the right subgroup and group. Reported as a fraction
    of the reference.
@@ -162,15 +163,32 @@ def hue_distance(a, b):
 # --------------------------------------------------------------------------- main
 
 
-def by_group(caption_groups: list, generated_ok: np.ndarray, real_groups: np.ndarray, real_ok: np.ndarray) -> dict:
+def caption_mean(ok: np.ndarray, captions: np.ndarray) -> float:
+    """Accuracy with every caption weighing the same, however many real images it has.
+
+    The generated side has `--seeds` images for every caption, so the real side must count each
+    caption once too: an emoji caption has up to four real images (one per vendor), an icon or clip
+    art caption one or two, and a plain mean over images would weigh the emoji (which the judge
+    knows best) several times over and inflate a pooled reference."""
+    captions = np.asarray(captions, dtype=object)
+    keys, inverse = np.unique(captions, return_inverse=True)
+    if not len(keys):
+        return float("nan")
+    per_caption = np.bincount(inverse, weights=ok.astype(float), minlength=len(keys)) / np.bincount(inverse)
+    return float(per_caption.mean())
+
+
+def by_group(caption_groups: list, generated_ok: np.ndarray, real_groups: np.ndarray, real_ok: np.ndarray,
+             real_captions: np.ndarray) -> dict:
     """Where the group bar is lost: per top-level group, how often its generated images (seed after
     seed, as `generate` orders them) land in the right group, beside how often the real held-out
-    images of that group do."""
+    images of that group do (caption by caption, see caption_mean)."""
     generated_groups = np.tile(np.asarray(caption_groups, dtype=object), len(generated_ok) // len(caption_groups))
     real_groups = np.asarray(real_groups, dtype=object)
+    real_captions = np.asarray(real_captions, dtype=object)
     return {str(g): {"captions": int(sum(1 for c in caption_groups if c == g)),
                      "group_accuracy": round(float(generated_ok[generated_groups == g].mean()), 4),
-                     "reference": round(float(real_ok[real_groups == g].mean()), 4)}
+                     "reference": round(caption_mean(real_ok[real_groups == g], real_captions[real_groups == g]), 4)}
             for g in sorted(set(map(str, caption_groups)))}
 
 
@@ -238,13 +256,7 @@ def main() -> int:
         print(json.dumps({"classifier": str(cache), "heldout_accuracy": round(float((real_pred == y[held]).mean()), 4)}))
         return 0
     real_group_ok = np.array([group_of[classes[p]] == ds.group[i] for p, i in zip(real_pred, held)])
-    reference_sub = float((real_pred == y[held]).mean())
-    reference_group = float(real_group_ok.mean())
-    # Emoji, icons and clip art are judged apart as well: icons and clip art are one group each,
-    # which the classifier finds from the style alone, so pooled group accuracy would flatter them.
-    held_domain = np.array([domain_of_group(str(g)) for g in ds.group[held]])
-    references = {d: (float((real_pred == y[held])[held_domain == d].mean()), float(real_group_ok[held_domain == d].mean()))
-                  for d in sorted(set(held_domain))}
+    real_sub_ok = real_pred == y[held]
 
     # `--seeds` images per held-out caption, labelled by that caption's subgroup.
     real_of: dict[str, list[int]] = {}  # held-out caption -> its real images, one per style
@@ -255,12 +267,30 @@ def main() -> int:
         captions = captions[: args.captions]
     labels = np.array([y[real_of[c][0]] for c in captions])
     label_groups = [ds.group[real_of[c][0]] for c in captions]
+
+    # The reference is over the same captions as the generated images, each caption once.
+    held_captions = np.array([str(c) for c in ds.captions[held]], dtype=object)
+    judged = np.isin(held_captions, captions)
+    held_domain = np.array([domain_of_group(str(g)) for g in ds.group[held]])
+
+    def reference(where: np.ndarray) -> tuple[float, float]:
+        where = where & judged
+        return (caption_mean(real_sub_ok[where], held_captions[where]),
+                caption_mean(real_group_ok[where], held_captions[where]))
+
+    reference_sub, reference_group = reference(np.ones(len(held), bool))
+    # Emoji, icons and clip art are judged apart as well: icons and clip art are one group each,
+    # which the classifier finds from the style alone, so pooled group accuracy would flatter them.
+    references = {d: reference(held_domain == d) for d in sorted(set(held_domain[judged]))}
     model = load_model(args.model, args.runtime)
     report: dict = {"model": str(args.model.name), "runtime": args.runtime, "heldout_captions": len(captions),
                     "heldout_images": len(held), "seeds": args.seeds, "first_seed": args.first_seed,
                     "classes": len(classes), "groups": len(groups),
                     "data_sources": list(sources),
-                    "reference": {"subgroup": round(reference_sub, 4), "group": round(reference_group, 4)}}
+                    "reference": {"subgroup": round(reference_sub, 4), "group": round(reference_group, 4)},
+                    # What the reference read before it counted each caption once (2026-11-26).
+                    "reference_per_image": {"subgroup": round(float(real_sub_ok[judged].mean()), 4),
+                                            "group": round(float(real_group_ok[judged].mean()), 4)}}
     if len(references) > 1:
         report["reference_by_domain"] = {d: {"subgroup": round(a, 4), "group": round(b, 4)} for d, (a, b) in references.items()}
     caption_domain = np.tile([domain_of_group(g) for g in label_groups], args.seeds)
@@ -283,7 +313,8 @@ def main() -> int:
                     "group_vs_reference": round(float(grp_ok[caption_domain == d].mean()) / ref_grp, 4)}
                 for d, (ref_sub, ref_grp) in references.items()}
         if steps == 4:
-            report["steps_4"]["by_group"] = by_group(label_groups, grp_ok, ds.group[held], real_group_ok)
+            report["steps_4"]["by_group"] = by_group(label_groups, grp_ok, ds.group[held][judged],
+                                                    real_group_ok[judged], held_captions[judged])
     half = len(held) // 2
     order = np.random.default_rng(0).permutation(len(held))
     report["frechet_real_halves"] = round(frechet(real_feat[order[:half]], real_feat[order[half:]]), 2)

@@ -575,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decay", type=int, default=0,
                         help="flow: let the learning rate fall linearly to zero over the last DECAY steps before --steps")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-4,
+                        help="flow: peak learning rate; a fine-tune of trained weights at batch 32 wants less (1e-4)")
     parser.add_argument("--limit", type=int, default=None, help="use only this many images (tests, smoke runs)")
     parser.add_argument("--sources", default=None,
                         help="training data: 'all' (emoji and icons) or a comma-separated list "
@@ -623,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     if "flow" in stages:
         cfg, inputs, sampling = flow_inputs(run, cfg, ds, pairs, {"icons": args.icon_share,
                                                                   "clipart": args.clipart_share})
-        trainer = FlowTrainer(cfg, text, *inputs, run, precision=args.precision, **sampling)
+        trainer = FlowTrainer(cfg, text, *inputs, run, lr=args.lr, precision=args.precision, **sampling)
         trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes,
                       decay=args.decay)
     if "export" in stages:

@@ -71,6 +71,24 @@ def test_group_breakdown_follows_the_seed_order_of_generate():
     generated_ok = np.array([True, False, True, True])
     real_groups = np.array(["Animals & Nature", "Animals & Nature", "Smileys & Emotion"])
     real_ok = np.array([True, False, True])
-    report = builtin_quality.by_group(groups, generated_ok, real_groups, real_ok)
+    real_captions = np.array(["cat", "dog", "grin"])
+    report = builtin_quality.by_group(groups, generated_ok, real_groups, real_ok, real_captions)
     assert report == {"Animals & Nature": {"captions": 1, "group_accuracy": 1.0, "reference": 0.5},
                       "Smileys & Emotion": {"captions": 1, "group_accuracy": 0.5, "reference": 1.0}}
+
+
+def test_reference_counts_each_caption_once_as_the_generated_side_does():
+    # An emoji caption with four real images (all recognised) and two icon captions with one
+    # image each (neither recognised): per image the judge reads 4/6, per caption 1/3. The
+    # generated side has the same number of images for every caption, so 1/3 is what it compares to.
+    ok = np.array([True, True, True, True, False, False])
+    captions = np.array(["grinning face"] * 4 + ["cat icon", "house icon"])
+    assert builtin_quality.caption_mean(ok, captions) == 1 / 3
+    assert builtin_quality.caption_mean(ok[:4], captions[:4]) == 1.0
+
+
+def test_reference_of_a_caption_is_the_mean_of_its_images():
+    ok = np.array([True, False, False, True])
+    captions = np.array(["a", "a", "b", "b"])
+    assert builtin_quality.caption_mean(ok, captions) == 0.5
+    assert np.isnan(builtin_quality.caption_mean(ok[:0], captions[:0]))
