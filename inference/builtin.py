@@ -161,6 +161,8 @@ def build_unet(cfg: BuiltinConfig):
 def build_scheduler():
     from diffusers import FlowMatchEulerDiscreteScheduler
 
+    # shift stays 1: the model's time shift (cfg.shift) is applied in sigma_schedule, which the
+    # torch-free ONNX runtime shares; diffusers shifts explicit sigmas again by its own `shift`.
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
 
 
