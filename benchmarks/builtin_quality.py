@@ -178,6 +178,12 @@ def caption_mean(ok: np.ndarray, captions: np.ndarray) -> float:
     return float(per_caption.mean())
 
 
+def image_weighted(ok: np.ndarray, weights: np.ndarray) -> float:
+    """Generated accuracy with each caption weighing as many times as it has real held-out images:
+    the pairing for a per-image reference (the emoji, with a real image per vendor, count more)."""
+    return float(np.average(ok.astype(float), weights=weights))
+
+
 def by_group(caption_groups: list, generated_ok: np.ndarray, real_groups: np.ndarray, real_ok: np.ndarray,
              real_captions: np.ndarray) -> dict:
     """Where the group bar is lost: per top-level group, how often its generated images (seed after
@@ -282,17 +288,20 @@ def main() -> int:
     # Emoji, icons and clip art are judged apart as well: icons and clip art are one group each,
     # which the classifier finds from the style alone, so pooled group accuracy would flatter them.
     references = {d: reference(held_domain == d) for d in sorted(set(held_domain[judged]))}
+    # What the reference read before it counted each caption once (2026-11-26), kept to be paired
+    # with generated images weighed the same way (`per_image` under each step count).
+    per_image_sub, per_image_group = float(real_sub_ok[judged].mean()), float(real_group_ok[judged].mean())
     model = load_model(args.model, args.runtime)
     report: dict = {"model": str(args.model.name), "runtime": args.runtime, "heldout_captions": len(captions),
-                    "heldout_images": len(held), "seeds": args.seeds, "first_seed": args.first_seed,
+                    "heldout_images": int(judged.sum()), "seeds": args.seeds, "first_seed": args.first_seed,
                     "classes": len(classes), "groups": len(groups),
                     "data_sources": list(sources),
                     "reference": {"subgroup": round(reference_sub, 4), "group": round(reference_group, 4)},
-                    # What the reference read before it counted each caption once (2026-11-26).
-                    "reference_per_image": {"subgroup": round(float(real_sub_ok[judged].mean()), 4),
-                                            "group": round(float(real_group_ok[judged].mean()), 4)}}
+                    "reference_per_image": {"subgroup": round(per_image_sub, 4),
+                                            "group": round(per_image_group, 4)}}
     if len(references) > 1:
         report["reference_by_domain"] = {d: {"subgroup": round(a, 4), "group": round(b, 4)} for d, (a, b) in references.items()}
+    image_weights = np.tile([len(real_of[c]) for c in captions], args.seeds)
     caption_domain = np.tile([domain_of_group(g) for g in label_groups], args.seeds)
     generated: dict[int, np.ndarray] = {}
     for steps in (1, 2, 4):
@@ -306,6 +315,9 @@ def main() -> int:
             "subgroup_accuracy": round(sub, 4), "subgroup_vs_reference": round(sub / reference_sub, 4),
             "group_accuracy": round(grp, 4), "group_vs_reference": round(grp / reference_group, 4),
             "frechet": round(frechet(feat, real_feat), 2),
+            # The other like-for-like pairing: generated images weighed as the real ones are per image.
+            "per_image": {"subgroup_vs_reference": round(image_weighted(sub_ok, image_weights) / per_image_sub, 4),
+                          "group_vs_reference": round(image_weighted(grp_ok, image_weights) / per_image_group, 4)},
         }
         if len(references) > 1:
             report[f"steps_{steps}"]["by_domain"] = {

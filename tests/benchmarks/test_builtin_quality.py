@@ -92,3 +92,14 @@ def test_reference_of_a_caption_is_the_mean_of_its_images():
     captions = np.array(["a", "a", "b", "b"])
     assert builtin_quality.caption_mean(ok, captions) == 0.5
     assert np.isnan(builtin_quality.caption_mean(ok[:0], captions[:0]))
+
+
+def test_image_weighted_generated_accuracy_pairs_with_the_per_image_reference():
+    # The same emoji caption (four real images) and two icon captions (one each), two seeds: the
+    # generated images of the emoji caption are right, the icons' wrong. Weighed like the real
+    # images they read 4/6 per seed, exactly as a judge that got the same captions right would
+    # read on the real side per image.
+    ok = np.array([True, False, False] * 2)
+    weights = np.tile([4, 1, 1], 2)
+    assert builtin_quality.image_weighted(ok, weights) == 4 / 6
+    assert builtin_quality.image_weighted(ok, np.ones(6)) == 1 / 3
