@@ -320,6 +320,36 @@ def catalogue(emoji_json: list[dict], labels_json: list[dict]) -> list[Entry]:
     return entries
 
 
+def emoji_tags(folder: Path | None = None, pins: Mapping[str, Pin] | None = None) -> dict[str, tuple[str, ...]]:
+    """CLDR keywords of every emoji by its caption, from the pinned emojibase-data (its `tags`):
+    "cat face" -> ("animal", "cat", "face", "kitten", "kitty", "pet")."""
+    pins = PINS if pins is None else pins
+    raw = _read_tar(fetch(pins["labels"], folder or cache_dir()), lambda n: n == "package/en/data.json")
+    return {item["label"].lower(): tuple(str(t).lower() for t in item.get("tags") or ())
+            for item in json.loads(raw["package/en/data.json"])}
+
+
+def keyword_captions(captions: Iterable[str], tags: Mapping[str, Iterable[str]], taken: Iterable[str],
+                     most: int = 3) -> dict[str, tuple[str, ...]]:
+    """Extra captions that teach the model the words people type ("kitty", "puppy") for emoji that
+    CLDR names otherwise ("cat face", "dog face").
+
+    A keyword only names a picture when few emoji share it: "food", "animal" or "face" are tags of
+    hundreds and would teach nothing, so a keyword of more than `most` of `captions` is dropped.
+    A keyword that is itself a caption in `taken` (every caption of the data set, the held-out
+    ones included) is dropped too: that word has its own pictures, and a held-out caption must
+    never reach training as text."""
+    captions = sorted(set(captions))
+    taken = set(taken)
+    count = Counter(t for c in captions for t in set(tags.get(c, ())))
+    out = {}
+    for caption in captions:
+        words = tuple(sorted(t for t in set(tags.get(caption, ())) if count[t] <= most and t not in taken and t))
+        if words:
+            out[caption] = words
+    return out
+
+
 def _limit(entries: list[Entry], count: int) -> list[Entry]:
     """`count` entries spread evenly over the catalogue, so a small run still sees every group."""
     if count >= len(entries):

@@ -29,8 +29,9 @@ import json
 import lzma
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -66,11 +67,13 @@ class Pack:
     text: PackedText
     unet: dict[str, torch.Tensor]
     meta: dict
+    keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def write(out: Path, cfg: BuiltinConfig, text: TextEncoder, unet: torch.nn.Module, latents: torch.Tensor,
           captions: list[str], edits: tuple[torch.Tensor, torch.Tensor, list[str]] | None,
-          mirror: np.ndarray, weights: np.ndarray | None, meta: dict | None = None) -> Path:
+          mirror: np.ndarray, weights: np.ndarray | None, meta: dict | None = None,
+          keywords: Mapping[str, tuple[str, ...]] | None = None) -> Path:
     """The pack of one run's flow-training inputs (see the module docstring); returns `out`."""
     from safetensors.torch import save_file
 
@@ -84,7 +87,8 @@ def write(out: Path, cfg: BuiltinConfig, text: TextEncoder, unet: torch.nn.Modul
     rows, inverse = np.unique(q.reshape(len(q), -1), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     n, e = len(latents), len(src)
-    texts = sorted(set(captions) | set(instructions) | {""})
+    keywords = {c: list(w) for c, w in sorted((keywords or {}).items())}
+    texts = sorted(set(captions) | set(instructions) | {""} | {w for words in keywords.values() for w in words})
     text_id = {t: i for i, t in enumerate(texts)}
     sequences = text.sequences(texts)
     table, token_rows = np.unique(np.concatenate(sequences), axis=0, return_inverse=True)
@@ -97,7 +101,7 @@ def write(out: Path, cfg: BuiltinConfig, text: TextEncoder, unet: torch.nn.Modul
     (out / LATENTS).write_bytes(lzma.compress(rows.tobytes()))
     save_file(quantize_state_dict(unet.state_dict()), out / UNET, metadata={"format": "quickbrush-int8"})
     (out / META).write_text(json.dumps({**(meta or {}), "config": cfg.to_json(), "latent_shape": list(latents.shape[1:]),
-                                        "edits": edits is not None, "texts": texts}, indent=1))
+                                        "edits": edits is not None, "texts": texts, "keywords": keywords}, indent=1))
     log("packed", out=str(out), latents=n, edits=e, distinct=len(rows), texts=len(texts),
         mb=round(sum(f.stat().st_size for f in out.iterdir()) / 1e6, 1))
     return out
@@ -120,7 +124,8 @@ def load(folder: Path) -> Pack:
     return Pack(cfg=cfg, latents=table[index["image_rows"]], captions=[texts[i] for i in index["captions"]],
                 edits=edits, mirror=index["mirror"], weights=index["weights"] if len(index["weights"]) else None,
                 text=PackedText(dict(zip(texts, np.split(vectors, bounds))), cfg.text_dim),
-                unet=load_int8(folder / UNET), meta=meta)
+                unet=load_int8(folder / UNET), meta=meta,
+                keywords={c: tuple(w) for c, w in meta.get("keywords", {}).items()})
 
 
 def save_weights(unet: torch.nn.Module, out: Path, info: dict | None = None) -> list[Path]:
@@ -157,7 +162,8 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def train(pack_dir: Path, run: Path, out: Path, minutes: float, batch: int, lr: float, decay_share: float = 0.3,
-          precision: str = "auto", probe: int = 200, device: str | None = None) -> FlowTrainer:
+          precision: str = "auto", probe: int = 200, device: str | None = None,
+          keyword_share: float = 0.0) -> FlowTrainer:
     """FlowTrainer on the pack for `minutes` in all: the first `probe` steps are timed, and the
     run is then sized so that its learning rate has decayed to zero when the time is up."""
     started = time.monotonic()
@@ -167,7 +173,8 @@ def train(pack_dir: Path, run: Path, out: Path, minutes: float, batch: int, lr: 
         torch.save(pack.unet, run / SEED_UNET)
     device = device or default_device()
     trainer = FlowTrainer(pack.cfg, pack.text, pack.latents, pack.captions, pack.edits, run, lr=lr, device=device,
-                          mirror=pack.mirror, weights=pack.weights, precision=precision)
+                          mirror=pack.mirror, weights=pack.weights, precision=precision,
+                          keywords=pack.keywords, keyword_share=keyword_share)
     log("pack-loaded", seconds=round(time.monotonic() - started, 1), device=device, images=len(pack.latents))
 
     def sync():
@@ -224,7 +231,8 @@ def write_run(run: Path, out: Path, shares: dict[str, float]) -> Path:
     sources = run_sources(run, None)
     ds, pairs = load_data(cfg.size, None, sources)
     text = TextEncoder.load(run / "text_encoder")
-    cfg, inputs, sampling = flow_inputs(run, cfg, ds, pairs, shares)
+    # The keywords travel always (a few thousand short texts); `train --keyword-share` uses them.
+    cfg, inputs, sampling = flow_inputs(run, cfg, ds, pairs, shares, keywords=True)
     model = assemble(run, cfg, text)
     step = torch.load(run / "flow.pt", weights_only=False, map_location="cpu")["step"] if (run / "flow.pt").exists() else 0
     return write(out, cfg, text, model.unet, *inputs, **sampling,
@@ -249,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--decay-share", type=float, default=0.3)
     t.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    t.add_argument("--keyword-share", type=float, default=0.0,
+                   help="how often an emoji is called by a CLDR keyword (train.py flow --keyword-share)")
     i = sub.add_parser("import", help="make trained weights a run folder here")
     i.add_argument("--weights", type=Path, required=True)
     i.add_argument("--base", type=Path, required=True, help="the run the pack was written from")
@@ -259,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         write_run(args.run, args.out, {"icons": args.icon_share, "clipart": args.clipart_share})
     elif args.command == "train":
         train(args.pack, args.run or args.out.parent / "run", args.out, args.minutes, args.batch, args.lr,
-              args.decay_share, args.precision)
+              args.decay_share, args.precision, keyword_share=args.keyword_share)
     else:
         import_weights(args.weights, args.base, args.run)
     return 0

@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -337,7 +337,8 @@ class FlowTrainer:
     def __init__(self, cfg: BuiltinConfig, text: TextEncoder, latents: torch.Tensor, captions: list[str],
                  edits: tuple[torch.Tensor, torch.Tensor, list[str]] | None, run: Path, lr: float = 5e-4,
                  seed: int = 0, device: str | None = None, mirror: np.ndarray | None = None,
-                 weights: np.ndarray | None = None, precision: str = "fp32"):
+                 weights: np.ndarray | None = None, precision: str = "fp32",
+                 keywords: Mapping[str, tuple[str, ...]] | None = None, keyword_share: float = 0.0):
         from diffusers.training_utils import EMAModel
 
         self.cfg, self.run, self.weights = cfg, run, weights
@@ -364,12 +365,20 @@ class FlowTrainer:
         # Every caption and instruction is encoded once, up front, and a batch gathers rows by id:
         # on a GPU the per-step lookup of 512 prompts in a dict cost more than the UNet step.
         instructions = list(edits[2]) if edits is not None else []
-        texts = sorted(set(captions) | set(instructions) | {""})
+        keywords = {c: words for c, words in (keywords or {}).items() if words} if keyword_share > 0 else {}
+        texts = sorted(set(captions) | set(instructions) | {""} | {w for words in keywords.values() for w in words})
         text_id = {t: i for i, t in enumerate(texts)}
+        self.texts = texts  # a batch's prompt ids index this
         self.tokens, self.pooled = (torch.cat(part).to(self.device) for part in
                                     zip(*(text(texts[i : i + 1024]) for i in range(0, len(texts), 1024))))
         self.null_text = text_id[""]
         self.caption_ids = torch.tensor([text_id[c] for c in captions], device=self.device)
+        # An image's keywords as text ids, padded with its own caption: a batch picks one column.
+        self.keyword_share = keyword_share if keywords else 0.0
+        width = max((len(w) for w in keywords.values()), default=1)
+        self.keyword_ids = torch.tensor([[text_id[w] for w in keywords.get(c, ())] + [text_id[c]] * (width - len(keywords.get(c, ())))
+                                         for c in captions], device=self.device).reshape(len(captions), width)
+        self.keyword_count = torch.tensor([len(keywords.get(c, ())) for c in captions], device=self.device)
         self.latents = latents.to(self.device)
         self.mirror = (torch.ones(len(latents), dtype=torch.bool) if mirror is None
                        else torch.from_numpy(mirror)).to(self.device)
@@ -397,6 +406,12 @@ class FlowTrainer:
         cond[n_gen:, :c] = clean[n_gen:] * (1 - masks)
         cond[n_gen:, c : c + 1] = masks
         texts = self.caption_ids[idx]
+        if self.keyword_share:
+            # Now and then an image is called by one of its keywords instead ("kitty" for cat face).
+            count = self.keyword_count[idx]
+            use = (torch.from_numpy(self.rng.random(len(idx)) < self.keyword_share).to(device)) & (count > 0)
+            column = (torch.from_numpy(self.rng.random(len(idx))).to(device) * count.clamp(min=1)).long()
+            texts = torch.where(use, self.keyword_ids[idx, column], texts)
         if n_edit:
             src, dst, instructions = self.edits
             e = torch.from_numpy(self.rng.integers(0, len(dst), n_edit)).to(device)
@@ -539,7 +554,7 @@ def assemble(run: Path, cfg: BuiltinConfig, text: TextEncoder, unet=None) -> Bui
     return BuiltinModel(cfg, ae, unet, text, build_scheduler())
 
 
-def flow_inputs(run: Path, cfg: BuiltinConfig, ds, pairs, shares: dict[str, float]):
+def flow_inputs(run: Path, cfg: BuiltinConfig, ds, pairs, shares: dict[str, float], keywords: bool = False):
     """What the flow model trains on, from the run's cached latents (encoded again when the
     autoencoder or the data set changed): the config with its latent scale, and FlowTrainer's
     (latents, captions, edits) plus its mirror and sampling-weight keywords."""
@@ -561,8 +576,13 @@ def flow_inputs(run: Path, cfg: BuiltinConfig, ds, pairs, shares: dict[str, floa
     cached = torch.load(latents_file, weights_only=False)
     cfg = replace(cfg, latent_std=json.loads((run / "latents.json").read_text())["latent_std"])
     inputs = (cached["latents"], [str(c) for c in ds.captions[train]], cached["edits"])
-    return cfg, inputs, {"mirror": mirrorable(ds.captions[train], ds.subgroup[train], ds.source[train]),
-                         "weights": sampling_weights(ds.source[train], shares)}
+    sampling = {"mirror": mirrorable(ds.captions[train], ds.subgroup[train], ds.source[train]),
+                "weights": sampling_weights(ds.source[train], shares)}
+    if keywords:
+        from training import data
+
+        sampling["keywords"] = data.keyword_captions(inputs[1], data.emoji_tags(), [str(c) for c in ds.captions])
+    return cfg, inputs, sampling
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -585,6 +605,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="flow: the fraction of drawn images that are icons, when the data has them")
     parser.add_argument("--clipart-share", type=float, default=0.2,
                         help="flow: the fraction of drawn images that are clip art, when the data has it")
+    parser.add_argument("--keyword-share", type=float, default=0.0,
+                        help="flow: how often an emoji is called by one of its distinctive CLDR keywords "
+                             "(\"kitty\" for cat face) instead of its name; the shipped model had 0")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="flow: the UNet's forward pass in bfloat16 where the hardware has it (auto), "
                              "always, or never; weights stay fp32")
@@ -624,8 +647,10 @@ def main(argv: list[str] | None = None) -> int:
                          noise=args.noise, batch=args.batch, minutes=args.minutes, crop=None if args.tiny else 64)
     if "flow" in stages:
         cfg, inputs, sampling = flow_inputs(run, cfg, ds, pairs, {"icons": args.icon_share,
-                                                                  "clipart": args.clipart_share})
-        trainer = FlowTrainer(cfg, text, *inputs, run, lr=args.lr, precision=args.precision, **sampling)
+                                                                  "clipart": args.clipart_share},
+                                               keywords=args.keyword_share > 0)
+        trainer = FlowTrainer(cfg, text, *inputs, run, lr=args.lr, precision=args.precision,
+                              keyword_share=args.keyword_share, **sampling)
         trainer.train(steps=args.steps or (100 if args.tiny else 10**9), batch=args.batch, minutes=args.minutes,
                       decay=args.decay)
     if "export" in stages:

@@ -465,6 +465,32 @@ def test_command_line_prints_a_json_summary(packages, registry, tmp_path, monkey
     assert summary["per_group"]["People & Body"] > 0
 
 
+# --------------------------------------------------------------------------- keywords
+
+
+def test_emoji_tags_are_read_from_the_pinned_emojibase_data(registry, tmp_path):
+    labels = [{"hexcode": "1F431", "label": "Cat face", "tags": ["Cat", "kitty", "pet"]},
+              {"hexcode": "1F600", "label": "grinning face"}]
+    blob = _tgz({"package/en/data.json": json.dumps(labels).encode()})
+    pin = Pin("emojibase-data", "0.0.2", _integrity(blob))
+    (tmp_path / "npm").mkdir()
+    (tmp_path / "npm" / pin.filename).write_bytes(blob)  # cached: no download
+    assert data.emoji_tags(tmp_path, {"labels": pin}) == {"cat face": ("cat", "kitty", "pet"), "grinning face": ()}
+    assert registry.hits == []
+
+
+def test_keyword_captions_keep_distinctive_words_and_never_a_caption():
+    tags = {"cat face": ("animal", "face", "kitty", "kitten", "cat"), "cat": ("animal", "kitten", "cats"),
+            "dog face": ("animal", "face", "puppy"), "grinning face": ("face", "happy"),
+            "kiwi fruit": ("kiwi", "fruit")}
+    captions = ["cat face", "cat", "dog face", "grinning face", "cat face"]
+    # "happy" is a held-out caption elsewhere in the data set: it must never reach training as text.
+    out = data.keyword_captions(captions, tags, taken=[*captions, "happy"], most=2)
+    # "animal" and "face" name three emoji each (more than `most`); "cat" has pictures of its own.
+    assert out == {"cat face": ("kitten", "kitty"), "cat": ("cats", "kitten"), "dog face": ("puppy",)}
+    assert "kiwi fruit" not in out  # not a training caption
+
+
 # --------------------------------------------------------------------------- Noto
 
 

@@ -69,6 +69,20 @@ def test_a_pack_carries_what_flow_training_draws(tmp_path, text):
     assert loaded.cfg == CFG
 
 
+def test_a_pack_carries_the_keywords_for_keyword_training(tmp_path, text):
+    run, trainer, (latents, captions, edits), mirror, weights = _run(tmp_path, text)
+    keywords = {"red circle": ("ruby dot",), "blue star": ("sapphire", "azure")}
+    folder = pack.write(tmp_path / "pack", CFG, text, trainer.ema_unet(), latents, captions, edits, mirror, weights,
+                        keywords=keywords)
+    loaded = pack.load(folder)
+    assert loaded.keywords == keywords
+    for got, want in zip(loaded.text(["ruby dot", "azure"]), text(["ruby dot", "azure"])):
+        assert torch.equal(got, want)
+    t = train.FlowTrainer(loaded.cfg, loaded.text, loaded.latents, loaded.captions, loaded.edits, tmp_path / "gpu",
+                          keywords=loaded.keywords, keyword_share=1.0)
+    assert {"ruby dot", "sapphire", "azure"} <= {t.texts[i] for i in torch.cat([t.batch(16)[2] for _ in range(20)])}
+
+
 def test_pack_training_writes_weights_that_come_back_as_a_run(tmp_path, text):
     run, trainer, (latents, captions, edits), mirror, weights = _run(tmp_path, text)
     folder = pack.write(tmp_path / "pack", CFG, text, trainer.ema_unet(), latents, captions, edits, mirror, weights)

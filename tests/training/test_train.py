@@ -153,6 +153,30 @@ def test_flow_learning_rate_warms_up_holds_and_decays_to_zero(tmp_path, text):
     assert trainer.opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 1 / 20)  # the last step, 96
 
 
+def test_flow_batches_call_an_image_by_its_keywords_as_often_as_asked(tmp_path, text):
+    latents = torch.randn(8, CFG.latent_channels, CFG.latent_size, CFG.latent_size)
+    captions = ["cat face"] * 4 + ["grinning face"] * 4
+    keywords = {"cat face": ("kitten", "kitty")}
+
+    def drawn(trainer, batches=20):
+        ids = torch.cat([trainer.batch(16)[2] for _ in range(batches)])
+        return [trainer.texts[i] for i in ids]
+
+    always = drawn(train.FlowTrainer(CFG, text, latents, captions, None, tmp_path / "a",
+                                     keywords=keywords, keyword_share=1.0))
+    assert "cat face" not in always and {"kitten", "kitty", "grinning face", ""} == set(always)
+    sometimes = drawn(train.FlowTrainer(CFG, text, latents, captions, None, tmp_path / "b",
+                                        keywords=keywords, keyword_share=0.3), batches=60)
+    share = sum(t in ("kitten", "kitty") for t in sometimes) / sum(t in ("kitten", "kitty", "cat face") for t in sometimes)
+    assert 0.2 < share < 0.4
+    # Without a share the keywords change nothing, not even the random draws of a run.
+    plain = train.FlowTrainer(CFG, text, latents, captions, None, tmp_path / "c")
+    unused = train.FlowTrainer(CFG, text, latents, captions, None, tmp_path / "d", keywords=keywords)
+    for _ in range(3):
+        for a, b in zip(plain.batch(16), unused.batch(16)):
+            assert torch.equal(a, b)
+
+
 def test_bf16_training_learns_and_keeps_fp32_weights(tmp_path, text, monkeypatch):
     """`--precision bf16`: only the forward pass is bfloat16, so checkpoints stay fp32 and a run can
     change precision between resumes."""
