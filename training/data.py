@@ -320,13 +320,20 @@ def catalogue(emoji_json: list[dict], labels_json: list[dict]) -> list[Entry]:
     return entries
 
 
+def _emojibase(folder: Path, pins: Mapping[str, Pin]) -> list[dict]:
+    """emojibase-data's English `data.json` (CLDR names and keywords), from the pinned tarball."""
+    raw = _read_tar(fetch(pins["labels"], folder), lambda n: n == "package/en/data.json")
+    try:
+        return json.loads(raw["package/en/data.json"])
+    except KeyError as error:
+        raise DataError(f"a pinned package lacks {error}") from error
+
+
 def emoji_tags(folder: Path | None = None, pins: Mapping[str, Pin] | None = None) -> dict[str, tuple[str, ...]]:
     """CLDR keywords of every emoji by its caption, from the pinned emojibase-data (its `tags`):
     "cat face" -> ("animal", "cat", "face", "kitten", "kitty", "pet")."""
-    pins = PINS if pins is None else pins
-    raw = _read_tar(fetch(pins["labels"], folder or cache_dir()), lambda n: n == "package/en/data.json")
     return {item["label"].lower(): tuple(str(t).lower() for t in item.get("tags") or ())
-            for item in json.loads(raw["package/en/data.json"])}
+            for item in _emojibase(folder or cache_dir(), PINS if pins is None else pins)}
 
 
 def keyword_captions(captions: Iterable[str], tags: Mapping[str, Iterable[str]], taken: Iterable[str],
@@ -947,9 +954,9 @@ def prepare(cache_dir: Path | None = None, size: int = 128, sources: tuple[str, 
         want_google_images = "noto" in sources and font is None
         google = _read_tar(google_tar, lambda n: n == "package/emoji.json"
                            or (want_google_images and n.startswith("package/img/google/64/")))
-        labels = _read_tar(fetch(pins["labels"], folder), lambda n: n == "package/en/data.json")
+        labels = _emojibase(folder, pins)
         try:
-            entries = catalogue(json.loads(google["package/emoji.json"]), json.loads(labels["package/en/data.json"]))
+            entries = catalogue(json.loads(google["package/emoji.json"]), labels)
         except KeyError as error:
             raise DataError(f"a pinned package lacks {error}") from error
         if per_source is not None:

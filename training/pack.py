@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from inference.builtin import BuiltinConfig, TextEncoder, load_int8, pool_sequences
-from training.train import SEED_UNET, FlowTrainer, default_device, log
+from training.train import SEED_UNET, FlowTrainer, default_device, flow_texts, log
 
 LATENTS = "latents.int8.xz"
 INDEX = "index.npz"
@@ -88,7 +88,7 @@ def write(out: Path, cfg: BuiltinConfig, text: TextEncoder, unet: torch.nn.Modul
     inverse = inverse.reshape(-1)
     n, e = len(latents), len(src)
     keywords = {c: list(w) for c, w in sorted((keywords or {}).items())}
-    texts = sorted(set(captions) | set(instructions) | {""} | {w for words in keywords.values() for w in words})
+    texts = flow_texts(captions, instructions, keywords)
     text_id = {t: i for i, t in enumerate(texts)}
     sequences = text.sequences(texts)
     table, token_rows = np.unique(np.concatenate(sequences), axis=0, return_inverse=True)

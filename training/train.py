@@ -333,6 +333,14 @@ def sampling_weights(sources, shares: dict[str, float]) -> np.ndarray | None:
     return weights / weights.sum()
 
 
+def flow_texts(captions: list[str], instructions: list[str],
+               keywords: Mapping[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Every prompt FlowTrainer encodes up front: captions, edit instructions, the null prompt and
+    the captions' keywords. A pack stores exactly these, so its texts are the trainer's."""
+    words = {w for ws in (keywords or {}).values() for w in ws}
+    return sorted(set(captions) | set(instructions) | {""} | words)
+
+
 class FlowTrainer:
     def __init__(self, cfg: BuiltinConfig, text: TextEncoder, latents: torch.Tensor, captions: list[str],
                  edits: tuple[torch.Tensor, torch.Tensor, list[str]] | None, run: Path, lr: float = 5e-4,
@@ -366,7 +374,7 @@ class FlowTrainer:
         # on a GPU the per-step lookup of 512 prompts in a dict cost more than the UNet step.
         instructions = list(edits[2]) if edits is not None else []
         keywords = {c: words for c, words in (keywords or {}).items() if words} if keyword_share > 0 else {}
-        texts = sorted(set(captions) | set(instructions) | {""} | {w for words in keywords.values() for w in words})
+        texts = flow_texts(captions, instructions, keywords)
         text_id = {t: i for i, t in enumerate(texts)}
         self.texts = texts  # a batch's prompt ids index this
         self.tokens, self.pooled = (torch.cat(part).to(self.device) for part in
