@@ -176,13 +176,15 @@ def model_size(width: int, height: int, native: int, multiple: int = 8) -> tuple
     Diffusion models are trained at about native x native pixels; far below that they lose
     detail, far above it they repeat subjects, so the region is scaled (up or down) to that area.
     Sides are multiples of `multiple` (the autoencoder's downsampling) and at least
-    `8 * multiple`, so there is a latent worth denoising. Only when keeping the aspect ratio
-    would push the short side under that minimum (a 1000x1 strip) is the long side shortened,
-    keeping the area rather than asking the model for a 64x64000 image.
+    `8 * multiple`, so there is a latent worth denoising, but never more than `native`: the
+    built-in model (native 128, multiple 32) would otherwise run every job at 256 px, where what
+    it draws at the size it learnt comes out twice too small for the image around it. Only when
+    keeping the aspect ratio would push the short side under that minimum (a 1000x1 strip) is
+    the long side shortened, keeping the area rather than asking the model for a 64x64000 image.
     """
     if width <= 0 or height <= 0 or native <= 0 or multiple <= 0:
         raise ValueError(f"model_size needs positive sizes, got {width}x{height}, native {native}, multiple {multiple}")
-    min_side = 8 * multiple
+    min_side = max(multiple, min(8 * multiple, native // multiple * multiple))
     area = float(native) * native
     long_side, short_side = max(width, height), min(width, height)
     aspect = long_side / short_side
@@ -286,6 +288,9 @@ def paste_back(
 
     RGB and RGBA sources keep their mode, RGBA keeping its alpha channel from the source; other
     modes are converted to RGB (RGBA if they carry transparency) first and returned that way.
+    An RGBA `generated` over an RGBA source (the built-in model, which draws transparency) is
+    blended with its alpha, premultiplied, so a fill can add or clear opaque pixels; it is not
+    colour-matched (that corrects an SD VAE's drift, and transparent ring pixels have no colour).
     """
     if alpha.size != source.size:
         raise ValueError(f"The mask is {alpha.size} but the image is {source.size}; they must be the same size.")
@@ -301,6 +306,8 @@ def paste_back(
     a_full = np.asarray(alpha.convert("L"))
 
     size = (right - left, bottom - top)
+    if generated.mode == "RGBA" and source.mode == "RGBA":
+        return _paste_back_rgba(src_full, generated, (left, top, right, bottom), a_full)
     gen = generated.convert("RGB")
     if gen.size != size:
         gen = gen.resize(size, Image.Resampling.LANCZOS)
@@ -318,6 +325,25 @@ def paste_back(
     if source.mode == "RGBA":
         out[..., 3] = src_full[..., 3]
     return Image.fromarray(out, source.mode)
+
+
+def _paste_back_rgba(src_full: np.ndarray, generated: Image.Image, box: Box, a_full: np.ndarray) -> Image.Image:
+    """paste_back for an RGBA fill over an RGBA source: colour and alpha blended by the mask,
+    premultiplied (a transparent pixel's colour counts for nothing), outside the mask untouched."""
+    left, top, right, bottom = box
+    gen = generated.resize((right - left, bottom - top), Image.Resampling.LANCZOS) \
+        if generated.size != (right - left, bottom - top) else generated
+    g = np.asarray(gen, dtype=np.float32) / 255.0
+    s = src_full[top:bottom, left:right].astype(np.float32) / 255.0
+    m = a_full[top:bottom, left:right].astype(np.float32)[..., None] / 255.0
+    g_a, s_a = g[..., 3:], s[..., 3:]
+    alpha = g_a * m + s_a * (1.0 - m)
+    rgb = (g[..., :3] * g_a * m + s[..., :3] * s_a * (1.0 - m)) / np.maximum(alpha, 1e-6)
+    blended = np.concatenate([rgb, alpha], -1)
+    out = src_full.copy()
+    out[top:bottom, left:right] = np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
+    out = np.where((a_full == 0)[..., None], src_full, out)
+    return Image.fromarray(out, "RGBA")
 
 
 # --------------------------------------------------------------------------- outpainting

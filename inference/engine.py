@@ -205,7 +205,7 @@ class Engine:
             resolved.update(width=width, height=height)
         elif isinstance(job, (Vary, Edit)):
             # Whole-image kinds run at the model's resolution and come back at the asked size.
-            source = _rgb(job.image)
+            source = _source(job.image, loaded)
             run_w, run_h = compositing.model_size(source.width, source.height, loaded.native, multiple)
             width, height = job.width or source.width, job.height or source.height
             model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
@@ -224,7 +224,7 @@ class Engine:
                 source, mask = compositing.extend_canvas(_rgb(job.image), job.left, job.top, job.right, job.bottom)
                 source_for_paste = source
             else:
-                source, mask = _rgb(job.image), job.mask.convert("L")
+                source, mask = _source(job.image, loaded), job.mask.convert("L")
                 source_for_paste = job.image if job.image.mode in ("RGB", "RGBA") else source
             options = job.mask_options
             t0 = time.perf_counter()
@@ -275,10 +275,23 @@ def _backend_of(loaded):
     return getattr(loaded, "backend", backend)
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _source(image: Image.Image, loaded) -> Image.Image:
+    """What the model reads: RGBA with its transparency for a model that draws transparency (the
+    built-in one, trained on transparent emoji and icons: over grey it sees a grey square and edits
+    that), else RGB over grey."""
+    if loaded.keeps_alpha and _has_alpha(image):
+        return image.convert("RGBA")
+    return _rgb(image)
+
+
 def _rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if _has_alpha(image):
         # Composite transparency over mid grey, which the model reads as neutral.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (127, 127, 127, 255))

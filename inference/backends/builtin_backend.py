@@ -42,6 +42,8 @@ class Loaded:
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, Any] = field(default_factory=dict)
     runtime: str = "torch"  # or "onnxruntime"
+    # The model reads and draws transparency, so the engine hands it sources with their alpha.
+    keeps_alpha: bool = True
 
     @property
     def task(self) -> str:

@@ -47,6 +47,7 @@ class Loaded:
     scheduler_class: str = ""
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, Any] = field(default_factory=dict)
+    keeps_alpha: bool = False  # the VAE sees RGB only: sources are flattened over grey
 
     @property
     def task(self) -> str:

@@ -173,6 +173,25 @@ def test_engine_edit_and_vary(engine, tiny_builtin):
     assert varied.size == (40, 40) and varied.mode == "RGB"
 
 
+def test_engine_hands_the_builtin_model_transparency_and_gives_it_back(engine, tiny_builtin):
+    """A transparent emoji is edited, varied and inpainted as RGBA: flattened over grey, the model
+    would see (and return) a grey square."""
+    source = Image.fromarray(emoji(40), "RGBA")
+    edited, *_ = run(engine, Edit(image=source, **common(tiny_builtin)))
+    assert edited.mode == "RGBA" and edited.size == (40, 40)
+    varied, *_ = run(engine, Vary(image=source, strength=0.5, **common(tiny_builtin)))
+    assert varied.mode == "RGBA"
+    mask = Image.new("L", source.size, 0)
+    mask.paste(255, (8, 8, 24, 24))
+    filled, *_ = run(engine, Inpaint(image=source, mask=mask, mask_options=MaskOptions(grow=0, feather=0),
+                                     **common(tiny_builtin)))
+    before, after = np.asarray(source), np.asarray(filled)
+    assert filled.mode == "RGBA"
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(before[outside], after[outside]), "outside the mask, colour and alpha unchanged"
+    assert not np.array_equal(before[~outside], after[~outside])
+
+
 def test_engine_refuses_loras_and_other_schedulers_clearly(engine, tiny_builtin, tiny_lora):
     with pytest.raises(BadInput, match="LoRA"):
         run(engine, Generate(prompt="x", model=ModelRef(str(tiny_builtin), loras=(LoraRef(str(tiny_lora)),))))

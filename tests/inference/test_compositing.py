@@ -332,3 +332,38 @@ def test_outpaint_round_trip_keeps_the_original_outside_the_blend_band():
     original_region = out[:, :90]
     assert np.array_equal(original_region[a[:, :90] == 0], np.asarray(image)[a[:, :90] == 0])
     assert (a[:, :90 - 16] == 0).all()  # the blend band reaches exactly `feather` pixels in
+
+
+def test_paste_back_of_a_transparent_fill_blends_alpha_without_fringes():
+    # A transparent canvas whose hidden colour is green; the fill is opaque blue in a box.
+    source = np.zeros((20, 20, 4), np.uint8)
+    source[..., 1] = 255
+    generated = np.zeros((20, 20, 4), np.uint8)
+    generated[4:16, 4:16] = (0, 0, 255, 255)
+    alpha = np.zeros((20, 20), np.uint8)
+    alpha[2:18, 2:18] = 255
+    alpha[2:18, 2] = 128  # a feathered edge column, over transparent fill pixels
+    alpha[10, 10] = 128   # a half-strength mask pixel over opaque fill
+    out = np.asarray(paste_back(Image.fromarray(source, "RGBA"), Image.fromarray(generated, "RGBA"),
+                                (0, 0, 20, 20), Image.fromarray(alpha, "L")))
+    assert out[8, 8].tolist() == [0, 0, 255, 255], "the fill adds opaque pixels where the source had none"
+    assert out[10, 10].tolist() == [0, 0, 255, 128], "half mask: half alpha, the fill's colour, no green"
+    assert np.array_equal(out[alpha == 0], source[alpha == 0]), "outside the mask nothing changes"
+    assert (out[2:18, 2, 3] == 0).all(), "transparent over transparent stays transparent"
+
+
+def test_paste_back_keeps_the_source_alpha_for_an_opaque_model_output():
+    source = np.zeros((8, 8, 4), np.uint8)
+    source[..., 3] = 60
+    out = paste_back(Image.fromarray(source, "RGBA"), Image.new("RGB", (8, 8), (200, 0, 0)), (0, 0, 8, 8),
+                     Image.new("L", (8, 8), 255), match=False)
+    assert out.mode == "RGBA" and (np.asarray(out)[..., 3] == 60).all()
+    assert (np.asarray(out)[..., 0] == 200).all()
+
+
+def test_model_size_runs_a_small_native_model_at_its_native_size():
+    # The built-in model: 128 px native, sides a multiple of 32. A 128 px image is not doubled.
+    assert model_size(128, 128, native=128, multiple=32) == (128, 128)
+    assert model_size(64, 64, native=128, multiple=32) == (128, 128)
+    w, h = model_size(1000, 1, native=128, multiple=32)
+    assert w % 32 == 0 and h == 128 and w * h <= 128 * 128 * 1.1
