@@ -241,6 +241,52 @@ def crop_region(
     return x0, y0, x0 + w, y0 + h
 
 
+
+CONTENT_TOLERANCE = 24  # levels an opaque pixel must differ from the background to count as content
+
+
+def object_window(image: Image.Image, bbox: Box, native: int, padding: int = 32) -> Box:
+    """The crop a model that draws whole objects at `native` px (the built-in one: emoji, icons
+    and clip art, each filling its 128 px frame) should inpaint `bbox` in.
+
+    crop_region zooms in on the mask, which suits an SD model and photos; the built-in model
+    shown the lower half of a face at twice its size draws blotches, and shown the whole face
+    at the size it learnt redraws the mouth cleanly. So: a native x native window at 1:1 that
+    holds the mask and is centred, as far as it can be, on the content around it (pixels that
+    are not transparent, or on an opaque image not the background colour of its edges). A mask
+    larger than `native` (or an image smaller) falls back to crop_region with `padding`.
+    """
+    img_w, img_h = image.size
+    left, top, right, bottom = (int(v) for v in bbox)
+    if right - left > native or bottom - top > native or img_w < native or img_h < native:
+        return crop_region(image.size, bbox, padding, native)
+    # Window origins that keep the mask inside the window and the window inside the image.
+    x_lo, x_hi = max(0, right - native), min(left, img_w - native)
+    y_lo, y_hi = max(0, bottom - native), min(top, img_h - native)
+    region = (x_lo, y_lo, x_hi + native, y_hi + native)  # all that any such window shows
+    weight = _content(np.asarray(image.crop(region).convert("RGBA")))
+    if weight.sum() > 0:
+        ys, xs = np.nonzero(weight)
+        cx, cy = region[0] + xs.mean() + 0.5, region[1] + ys.mean() + 0.5
+    else:
+        cx, cy = (left + right) / 2, (top + bottom) / 2
+    x0 = int(min(max(round(cx - native / 2), x_lo), x_hi))
+    y0 = int(min(max(round(cy - native / 2), y_lo), y_hi))
+    return x0, y0, x0 + native, y0 + native
+
+
+def _content(rgba: np.ndarray) -> np.ndarray:
+    """Where the pixels are something rather than background: alpha where the image has
+    transparency, else a clear difference from the median colour of its edge."""
+    alpha = rgba[..., 3]
+    if alpha.min() < 255:
+        return alpha > 0
+    rgb = rgba[..., :3].astype(np.int16)
+    edge = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    background = np.median(edge, axis=0)
+    return np.abs(rgb - background).max(-1) > CONTENT_TOLERANCE
+
+
 # --------------------------------------------------------------------------- colour and paste-back
 
 
@@ -289,7 +335,8 @@ def paste_back(
     RGB and RGBA sources keep their mode, RGBA keeping its alpha channel from the source; other
     modes are converted to RGB (RGBA if they carry transparency) first and returned that way.
     An RGBA `generated` over an RGBA source (the built-in model, which draws transparency) is
-    blended with its alpha, premultiplied, so a fill can add or clear opaque pixels; it is not
+    laid over the source and blended with its alpha, premultiplied, so a fill can add opaque
+    pixels to a transparent layer and never makes an opaque one transparent; it is not
     colour-matched (that corrects an SD VAE's drift, and transparent ring pixels have no colour).
     """
     if alpha.size != source.size:
@@ -328,8 +375,10 @@ def paste_back(
 
 
 def _paste_back_rgba(src_full: np.ndarray, generated: Image.Image, box: Box, a_full: np.ndarray) -> Image.Image:
-    """paste_back for an RGBA fill over an RGBA source: colour and alpha blended by the mask,
-    premultiplied (a transparent pixel's colour counts for nothing), outside the mask untouched."""
+    """paste_back for an RGBA fill over an RGBA source: the fill laid over the source (where the
+    model drew nothing the source shows, so a fill adds to a layer and never punches a hole in
+    it), then blended in by the mask, premultiplied (a transparent pixel's colour counts for
+    nothing); outside the mask untouched."""
     left, top, right, bottom = box
     gen = generated.resize((right - left, bottom - top), Image.Resampling.LANCZOS) \
         if generated.size != (right - left, bottom - top) else generated
@@ -337,8 +386,10 @@ def _paste_back_rgba(src_full: np.ndarray, generated: Image.Image, box: Box, a_f
     s = src_full[top:bottom, left:right].astype(np.float32) / 255.0
     m = a_full[top:bottom, left:right].astype(np.float32)[..., None] / 255.0
     g_a, s_a = g[..., 3:], s[..., 3:]
-    alpha = g_a * m + s_a * (1.0 - m)
-    rgb = (g[..., :3] * g_a * m + s[..., :3] * s_a * (1.0 - m)) / np.maximum(alpha, 1e-6)
+    over_a = g_a + s_a * (1.0 - g_a)
+    over_rgb_p = g[..., :3] * g_a + s[..., :3] * s_a * (1.0 - g_a)  # premultiplied
+    alpha = over_a * m + s_a * (1.0 - m)
+    rgb = (over_rgb_p * m + s[..., :3] * s_a * (1.0 - m)) / np.maximum(alpha, 1e-6)
     blended = np.concatenate([rgb, alpha], -1)
     out = src_full.copy()
     out[top:bottom, left:right] = np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)

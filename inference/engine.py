@@ -234,6 +234,8 @@ class Engine:
                 raise BadInput("The mask is empty: paint over the part of the image to fill, then try again.")
             if options.crop_padding is None:
                 box = (0, 0, source.width, source.height)
+            elif loaded.whole_objects:
+                box = compositing.object_window(source, bbox, loaded.native, options.crop_padding)
             else:
                 box = compositing.crop_region(source.size, bbox, options.crop_padding, loaded.native)
             run_w, run_h = compositing.model_size(box[2] - box[0], box[3] - box[1], loaded.native, multiple)

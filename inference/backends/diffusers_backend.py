@@ -48,6 +48,7 @@ class Loaded:
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, Any] = field(default_factory=dict)
     keeps_alpha: bool = False  # the VAE sees RGB only: sources are flattened over grey
+    whole_objects: bool = False  # inpaint crops zoom in on the mask (compositing.crop_region)
 
     @property
     def task(self) -> str:

@@ -192,6 +192,29 @@ def test_engine_hands_the_builtin_model_transparency_and_gives_it_back(engine, t
     assert not np.array_equal(before[~outside], after[~outside])
 
 
+def test_engine_inpaints_the_builtin_model_on_the_whole_object_at_its_size(engine, tiny_builtin, monkeypatch):
+    """On a document larger than the model, a mask on part of a sticker is filled in a native
+    window at 1:1 around the sticker, not a zoomed crop of the mask."""
+    from inference.backends import builtin_backend
+
+    seen = []
+    real_run = builtin_backend.run
+
+    def spy(loaded, task, call, *args, **kwargs):
+        seen.append((task, call["image"].size, call["mask_image"].getbbox()))
+        return real_run(loaded, task, call, *args, **kwargs)
+
+    monkeypatch.setattr(builtin_backend, "run", spy)
+    doc = Image.new("RGB", (128, 96), "white")
+    doc.paste(Image.fromarray(emoji(32)[..., :3]), (40, 30), Image.fromarray(emoji(32)[..., 3]))
+    mask = Image.new("L", doc.size, 0)
+    mask.paste(255, (48, 50, 64, 60))  # the lower part of the sticker
+    image, *_ = run(engine, Inpaint(image=doc, mask=mask, mask_options=MaskOptions(grow=0, feather=0),
+                                    **common(tiny_builtin)))
+    assert seen == [("inpaint", (32, 32), (8, 20, 24, 30))], "the sticker's own 32 px frame, mask inside"
+    assert image.size == doc.size
+
+
 def test_engine_refuses_loras_and_other_schedulers_clearly(engine, tiny_builtin, tiny_lora):
     with pytest.raises(BadInput, match="LoRA"):
         run(engine, Generate(prompt="x", model=ModelRef(str(tiny_builtin), loras=(LoraRef(str(tiny_lora)),))))

@@ -14,6 +14,7 @@ from inference.compositing import (
     mask_bbox,
     match_colors,
     model_size,
+    object_window,
     paste_back,
     prepare_mask,
 )
@@ -367,3 +368,41 @@ def test_model_size_runs_a_small_native_model_at_its_native_size():
     assert model_size(64, 64, native=128, multiple=32) == (128, 128)
     w, h = model_size(1000, 1, native=128, multiple=32)
     assert w % 32 == 0 and h == 128 and w * h <= 128 * 128 * 1.1
+
+
+def test_paste_back_of_a_transparent_fill_never_punches_a_hole():
+    source = np.full((10, 10, 4), 255, np.uint8)  # an opaque white layer
+    generated = np.zeros((10, 10, 4), np.uint8)   # the model drew nothing...
+    generated[:5] = (200, 0, 0, 255)              # ...except a red top half
+    out = np.asarray(paste_back(Image.fromarray(source, "RGBA"), Image.fromarray(generated, "RGBA"),
+                                (0, 0, 10, 10), Image.new("L", (10, 10), 255)))
+    assert (out[..., 3] == 255).all(), "the layer stays opaque"
+    assert (out[:5] == (200, 0, 0, 255)).all() and (out[5:] == 255).all()
+
+
+def _sticker_on(background, transparent: bool) -> Image.Image:
+    """A 128 px disc (an emoji) at (320, 192) on a 768x512 document."""
+    doc = Image.new("RGBA", (768, 512), (0, 0, 0, 0) if transparent else background)
+    ImageDraw.Draw(doc).ellipse((324, 196, 444, 316), fill=(250, 190, 40, 255))
+    return doc
+
+
+@pytest.mark.parametrize("transparent", [False, True], ids=["opaque-white", "transparent"])
+def test_object_window_shows_the_whole_object_under_a_mask_at_one_to_one(transparent):
+    doc = _sticker_on((255, 255, 255, 255), transparent)
+    mouth = (352, 258, 420, 298)  # the lower part of the disc
+    box = object_window(doc, mouth, native=128)
+    assert box[2] - box[0] == 128 and box[3] - box[1] == 128, "native size: no zoom"
+    assert box[0] <= mouth[0] and box[1] <= mouth[1] and box[2] >= mouth[2] and box[3] >= mouth[3]
+    assert abs(box[0] - 320) <= 2 and abs(box[1] - 192) <= 2, "centred on the disc, not on the mask"
+
+
+def test_object_window_falls_back_to_a_crop_for_large_masks_and_small_images():
+    doc = _sticker_on((255, 255, 255, 255), False)
+    large = (100, 100, 400, 300)
+    assert object_window(doc, large, native=128) == crop_region(doc.size, large, 32, 128)
+    small = Image.new("RGB", (100, 80), "white")
+    assert object_window(small, (10, 10, 20, 20), native=128) == crop_region(small.size, (10, 10, 20, 20), 32, 128)
+    # Nothing around the mask but background: centred on the mask, inside the image.
+    box = object_window(Image.new("RGB", (768, 512), "white"), (700, 10, 740, 30), native=128)
+    assert box == (640, 0, 768, 128)
