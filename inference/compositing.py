@@ -241,7 +241,6 @@ def crop_region(
     return x0, y0, x0 + w, y0 + h
 
 
-
 CONTENT_TOLERANCE = 24  # levels an opaque pixel must differ from the background to count as content
 
 
@@ -353,11 +352,12 @@ def paste_back(
     a_full = np.asarray(alpha.convert("L"))
 
     size = (right - left, bottom - top)
-    if generated.mode == "RGBA" and source.mode == "RGBA":
-        return _paste_back_rgba(src_full, generated, (left, top, right, bottom), a_full)
-    gen = generated.convert("RGB")
+    rgba_fill = generated.mode == "RGBA" and source.mode == "RGBA"
+    gen = generated if rgba_fill else generated.convert("RGB")
     if gen.size != size:
         gen = gen.resize(size, Image.Resampling.LANCZOS)
+    if rgba_fill:
+        return _paste_back_rgba(src_full, gen, (left, top, right, bottom), a_full)
     src_crop = src_rgb[top:bottom, left:right]
     a_crop = a_full[top:bottom, left:right]
     if match:
@@ -375,14 +375,12 @@ def paste_back(
 
 
 def _paste_back_rgba(src_full: np.ndarray, generated: Image.Image, box: Box, a_full: np.ndarray) -> Image.Image:
-    """paste_back for an RGBA fill over an RGBA source: the fill laid over the source (where the
+    """paste_back for an RGBA fill (already the size of `box`) over an RGBA source: the fill laid over the source (where the
     model drew nothing the source shows, so a fill adds to a layer and never punches a hole in
     it), then blended in by the mask, premultiplied (a transparent pixel's colour counts for
     nothing); outside the mask untouched."""
     left, top, right, bottom = box
-    gen = generated.resize((right - left, bottom - top), Image.Resampling.LANCZOS) \
-        if generated.size != (right - left, bottom - top) else generated
-    g = np.asarray(gen, dtype=np.float32) / 255.0
+    g = np.asarray(generated, dtype=np.float32) / 255.0
     s = src_full[top:bottom, left:right].astype(np.float32) / 255.0
     m = a_full[top:bottom, left:right].astype(np.float32)[..., None] / 255.0
     g_a, s_a = g[..., 3:], s[..., 3:]

@@ -18,6 +18,7 @@ from PIL import Image
 from inference import compositing
 from inference.backends import diffusers_backend as backend
 from inference.device import dtype_name, pick_device, pick_dtype
+from inference.images import has_alpha
 from inference.models.store import estimate_bytes, locate
 from inference.jobs import (
     BadInput,
@@ -277,15 +278,11 @@ def _backend_of(loaded):
     return getattr(loaded, "backend", backend)
 
 
-def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-
-
 def _source(image: Image.Image, loaded) -> Image.Image:
     """What the model reads: RGBA with its transparency for a model that draws transparency (the
     built-in one, trained on transparent emoji and icons: over grey it sees a grey square and edits
     that), else RGB over grey."""
-    if loaded.keeps_alpha and _has_alpha(image):
+    if loaded.keeps_alpha and has_alpha(image):
         return image.convert("RGBA")
     return _rgb(image)
 
@@ -293,7 +290,7 @@ def _source(image: Image.Image, loaded) -> Image.Image:
 def _rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
-    if _has_alpha(image):
+    if has_alpha(image):
         # Composite transparency over mid grey, which the model reads as neutral.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (127, 127, 127, 255))

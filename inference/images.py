@@ -31,8 +31,13 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         if isinstance(exc, PermissionError):
             raise BadInput(f"{name} cannot be read: permission denied.", str(exc)) from exc
         raise BadInput(f"{name} is damaged or incomplete and cannot be opened.", str(exc)) from exc
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    return image.convert("RGBA" if has_alpha else "RGB")
+    return image.convert("RGBA" if has_alpha(image) else "RGB")
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether the image carries transparency in any of Pillow's ways (an alpha band, or a
+    palette with a transparent entry)."""
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
 
 
 def open_mask(path: str | os.PathLike) -> Image.Image:
