@@ -9,8 +9,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inference.jobs import BadInput
 
-# A 100-megapixel photo is plausible; a 2-gigapixel "image" is a decompression bomb.
-Image.MAX_IMAGE_PIXELS = 300_000_000
+# A 100-megapixel photo is plausible; a 2-gigapixel "image" is a decompression bomb. The one
+# limit for images and documents alike (editor.ora reads it from here).
+MAX_PIXELS = 300_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

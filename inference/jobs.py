@@ -135,6 +135,57 @@ class MaskOptions:
     match_colors: bool = True
 
 
+# --------------------------------------------------------------------------- where a result lands
+
+
+COMPOSITE_MODES = ("replace", "masked")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a job's result lands on the document, decided once when the job is built.
+
+    The editor fills it in (`editor.targets.plan`); inference only carries it from the Job to
+    the Result (`Result.target`), so it is plain data: a layer id, never a Qt object.
+
+    layer: the id of the layer the result goes into (None: the active layer when applied).
+    box: (left, top, right, bottom) in canvas pixels that the result image covers; it may reach
+        past the canvas (outpaint, a selection past an edge: applying grows the canvas).
+    mask: None, or an "L" image of the box's size: how much of the result replaces the layer's
+        own pixels, 255 = all of it. Inpaint and outpaint set it to their grown and feathered
+        mask, so the layer stays byte-identical outside it whatever the other layers show.
+    composite: "replace" puts the result over the layer in the box (vary, edit, generate);
+        "masked" blends it into the layer through `mask`.
+    fit: "stretch" resizes the result to the box; "contain" keeps its shape, centred in the box
+        (a square 128 px generated emoji in a wide selection).
+    """
+
+    box: tuple[int, int, int, int]
+    layer: int | None = None
+    mask: Image.Image | None = field(default=None, compare=False, hash=False, repr=False)
+    composite: str = "replace"
+    fit: str = "stretch"
+
+    def __post_init__(self) -> None:
+        box = tuple(int(v) for v in self.box)
+        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+            raise BadInput(f"A result needs a non-empty box to land in, not {self.box}.")
+        object.__setattr__(self, "box", box)
+        if self.composite not in COMPOSITE_MODES:
+            raise ValueError(f"composite must be one of {COMPOSITE_MODES}, not {self.composite!r}.")
+        if self.fit not in ("stretch", "contain"):
+            raise ValueError(f"fit must be 'stretch' or 'contain', not {self.fit!r}.")
+        if self.composite == "masked":
+            if self.mask is None:
+                raise ValueError("A masked target needs a mask.")
+            if self.mask.size != (box[2] - box[0], box[3] - box[1]):
+                raise ValueError(f"The target mask is {self.mask.size}, its box {box}.")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.box[2] - self.box[0], self.box[3] - self.box[1]
+
+
 # --------------------------------------------------------------------------- jobs
 
 
@@ -161,6 +212,8 @@ class Job:
     device: str | None = None
     dtype: str | None = None
     scheduler: str | None = None
+    # Where the result lands (editor data carried through; not part of the recipe).
+    target: Target | None = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         # Draw a random seed once and record it, so the Result's recipe reproduces the image.
@@ -200,7 +253,7 @@ class Job:
                 data["model"] = value.to_dict()
             elif f.name == "mask_options":
                 data["mask_options"] = dataclasses.asdict(value)
-            elif value is None and f.name in ("image", "mask"):
+            elif f.name == "target" or (value is None and f.name in ("image", "mask")):
                 continue
             else:
                 data[f.name] = value
@@ -216,7 +269,7 @@ class Job:
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in names or key in ("image", "mask"):
+            if key not in names or key in ("image", "mask", "target"):
                 continue
             if key == "model":
                 value = ModelRef.from_dict(value)
@@ -346,6 +399,11 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None and self.image is not None
+
+    @property
+    def target(self) -> Target | None:
+        """Where the result lands, as decided when the job was built (`Job.target`)."""
+        return self.job.target
 
     @property
     def cancelled(self) -> bool:
