@@ -15,6 +15,16 @@ MAX_PIXELS = 300_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
+def check_pixels(width: int, height: int, what: str) -> None:
+    """Refuse, before anything is decoded or allocated, an image or canvas over MAX_PIXELS.
+
+    `what` names it for the designer ("photo.png", "the layer “Sky” in art.ora")."""
+    if int(width) * int(height) > MAX_PIXELS:
+        raise BadInput(
+            f"{what} is too large: {int(width)} × {int(height)} pixels. "
+            f"Quickbrush opens images of up to {MAX_PIXELS // 1_000_000} megapixels.")
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Decode the whole file now (so a truncated file fails here, not mid-job), upright, in RGB/RGBA."""
     path = Path(path)
