@@ -22,13 +22,11 @@ No Qt here: this module is part of ``inference``.
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import math
 import os
 import re
-import secrets
 import struct
 import zlib
 from importlib import metadata as _importlib_metadata
@@ -38,6 +36,8 @@ from typing import Any, Mapping
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from inference.jobs import MAX_SEED, BadInput, Job, JobError
+# Saving (atomic replacement, its errors) lives in inference.files; these names stay importable here.
+from inference.files import SaveError, atomic_write
 
 __all__ = [
     "RECIPE_FORMAT",
@@ -59,12 +59,6 @@ __all__ = [
 RECIPE_FORMAT = 1
 PARAMETERS_KEY = "parameters"
 RECIPE_KEY = "quickbrush"
-
-
-class SaveError(JobError):
-    """Writing an image failed; the previous file at the path, if any, is untouched."""
-
-    kind = "save_failed"
 
 
 def quickbrush_version() -> str:
@@ -370,32 +364,6 @@ def recipe_pnginfo(
 
 _PNG_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "P", "PA", "RGB", "RGBA"}
 
-_SAVE_REASONS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EACCES: "permission denied (the folder may be read-only or belong to someone else)",
-    errno.EPERM: "permission denied (the folder may be read-only or belong to someone else)",
-    errno.EROFS: "the disk is read-only",
-    errno.ENOENT: "the folder does not exist",
-    errno.ENOTDIR: "the folder does not exist",
-    errno.EISDIR: "a folder already has that name",
-    errno.ENAMETOOLONG: "the file name is too long",
-    errno.EIO: "the disk reported an input/output error",
-    errno.EMFILE: "too many files are open",
-}
-
-
-def _save_error(path: Path, error: BaseException) -> SaveError:
-    reason = None
-    if isinstance(error, OSError):
-        reason = _SAVE_REASONS.get(error.errno)  # type: ignore[arg-type]
-        if reason is None and error.strerror:
-            reason = error.strerror[0].lower() + error.strerror[1:]
-    if reason is None:
-        reason = str(error) or type(error).__name__
-    return SaveError(f"Could not save {path.name}: {reason}.", f"{path}\n{type(error).__name__}: {error}")
-
-
 def save_png(
     path: str | os.PathLike[str],
     image: Image.Image,
@@ -420,59 +388,6 @@ def save_png(
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
 
     return atomic_write(path, lambda handle: image.save(handle, format="PNG", pnginfo=info))
-
-
-def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
-    """Call `write(binary_file)` on a hidden temporary file beside `path`, then swap it in.
-
-    Every save in Quickbrush goes through here: the temp file is flushed to disk and replaces
-    the target in one step, keeping the old file's permissions (and a symlink at `path`: the
-    file it points to is replaced). Any failure removes the temp file, leaves the old file
-    untouched and raises SaveError naming `path` in words a designer understands.
-    """
-    target = Path(os.path.abspath(os.fspath(path)))
-    real = Path(os.path.realpath(target))
-    temp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as error:
-        raise _save_error(target, error) from error
-    try:
-        with os.fdopen(fd, "w+b") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:  # keep the permissions of the file being replaced
-            os.chmod(temp, os.stat(real).st_mode & 0o7777)
-        except OSError:
-            pass
-        os.replace(temp, real)
-    except BaseException as error:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        if isinstance(error, (KeyboardInterrupt, SystemExit, SaveError)):
-            raise
-        raise _save_error(target, error) from error
-    _fsync_dir(real.parent)
-    return target
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); harmless where folders cannot be opened."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading
