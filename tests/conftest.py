@@ -13,6 +13,11 @@ if "QUICKBRUSH_MODELS" not in os.environ:
     import tempfile
 
     os.environ["QUICKBRUSH_MODELS"] = tempfile.mkdtemp(prefix="quickbrush-test-models-")
+# Never the user's data folder (autosaves) either; each test gets its own (_fresh_data_dir).
+if "QUICKBRUSH_DATA_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["QUICKBRUSH_DATA_DIR"] = tempfile.mkdtemp(prefix="quickbrush-test-data-")
 
 
 # --------------------------------------------------------------------------------------
@@ -21,6 +26,13 @@ if "QUICKBRUSH_MODELS" not in os.environ:
 # Heavy modules (torch, diffusers) are imported inside the fixtures, so collection stays fast.
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_data_dir(tmp_path_factory, monkeypatch):
+    """A data folder of the test's own: an autosave one test (or an app it starts) leaves must
+    not be offered for recovery to the next."""
+    monkeypatch.setenv("QUICKBRUSH_DATA_DIR", str(tmp_path_factory.mktemp("data")))
 
 
 def pytest_collection_modifyitems(config, items):
