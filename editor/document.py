@@ -152,6 +152,53 @@ def _over(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.where(sa > 0, out, dst)
 
 
+def composite_band(layers: Sequence["Layer"], box: Box) -> np.ndarray:
+    """The visible `layers` (bottom first), with their opacity, alpha-composited: (h, w, 4) uint8
+    of the canvas box `box`. Module-level so that a save composites its snapshot of the layers
+    (editor.ora, on a thread) with exactly the code the Document uses."""
+    left, top, right, bottom = box
+    h, w = bottom - top, right - left
+    layers = [layer for layer in layers if layer.visible and layer.opacity > 0]
+    # Start from the topmost layer that hides everything beneath it, exactly.
+    start = 0
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        if layer.opacity >= 1.0 and _intersect(layer.box, box) == box:
+            sub = layer.pixels[top - layer.y:bottom - layer.y, left - layer.x:right - layer.x]
+            if sub[..., 3].min() == 255:
+                start = i
+                break
+    rgb = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w, 1), np.float32)
+    exact: np.ndarray | None = None
+    for i in range(start, len(layers)):
+        layer = layers[i]
+        over = _intersect(layer.box, box)
+        if over is None:
+            continue
+        ol, ot, orr, ob = over
+        src = layer.pixels[ot - layer.y:ob - layer.y, ol - layer.x:orr - layer.x]
+        if i == start and over == box and layer.opacity >= 1.0:
+            exact = src
+            rgb[...] = src[..., :3]
+            alpha[...] = src[..., 3:4].astype(np.float32) / 255.0
+            continue
+        exact = None
+        sa = src[..., 3:4].astype(np.float32) * (layer.opacity / 255.0)
+        win = (slice(ot - top, ob - top), slice(ol - left, orr - left))
+        da = alpha[win]
+        oa = sa + da * (1.0 - sa)
+        mixed = src[..., :3] * sa + rgb[win] * (da * (1.0 - sa))
+        rgb[win] = mixed / np.where(oa > 0, oa, 1.0)
+        alpha[win] = oa
+    if exact is not None:
+        return exact.copy()
+    out = np.empty((h, w, 4), np.uint8)
+    out[..., :3] = np.clip(np.rint(rgb), 0, 255)
+    out[..., 3:4] = np.clip(np.rint(alpha * 255.0), 0, 255)
+    return out
+
+
 # --------------------------------------------------------------------------- layers
 
 
@@ -407,47 +454,7 @@ class Document(QObject):
         return out
 
     def _composite_band(self, box: Box) -> np.ndarray:
-        left, top, right, bottom = box
-        h, w = bottom - top, right - left
-        layers = [layer for layer in self.layers if layer.visible and layer.opacity > 0]
-        # Start from the topmost layer that hides everything beneath it, exactly.
-        start = 0
-        for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
-            if layer.opacity >= 1.0 and _intersect(layer.box, box) == box:
-                sub = layer.pixels[top - layer.y:bottom - layer.y, left - layer.x:right - layer.x]
-                if sub[..., 3].min() == 255:
-                    start = i
-                    break
-        rgb = np.zeros((h, w, 3), np.float32)
-        alpha = np.zeros((h, w, 1), np.float32)
-        exact: np.ndarray | None = None
-        for i in range(start, len(layers)):
-            layer = layers[i]
-            over = _intersect(layer.box, box)
-            if over is None:
-                continue
-            ol, ot, orr, ob = over
-            src = layer.pixels[ot - layer.y:ob - layer.y, ol - layer.x:orr - layer.x]
-            if i == start and over == box and layer.opacity >= 1.0:
-                exact = src
-                rgb[...] = src[..., :3]
-                alpha[...] = src[..., 3:4].astype(np.float32) / 255.0
-                continue
-            exact = None
-            sa = src[..., 3:4].astype(np.float32) * (layer.opacity / 255.0)
-            win = (slice(ot - top, ob - top), slice(ol - left, orr - left))
-            da = alpha[win]
-            oa = sa + da * (1.0 - sa)
-            mixed = src[..., :3] * sa + rgb[win] * (da * (1.0 - sa))
-            rgb[win] = mixed / np.where(oa > 0, oa, 1.0)
-            alpha[win] = oa
-        if exact is not None:
-            return exact.copy()
-        out = np.empty((h, w, 4), np.uint8)
-        out[..., :3] = np.clip(np.rint(rgb), 0, 255)
-        out[..., 3:4] = np.clip(np.rint(alpha * 255.0), 0, 255)
-        return out
+        return composite_band(self.layers, box)
 
     def composite(self, mode: str | None = None) -> Image.Image:
         """The visible image as PIL: "RGB" when fully opaque, else "RGBA" (mode=None).
