@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import uuid
 import weakref
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import shiboken6
 from PIL import Image
 from PySide6.QtCore import QObject, QRect, QRectF, Signal
 from PySide6.QtGui import QColor, QImage, QUndoCommand, QUndoStack
@@ -307,6 +310,11 @@ class Document(QObject):
       selection_changed(): the selection rectangle changed (or was removed).
       size_changed(): the canvas size changed (changed and mask_changed follow for the new rect).
       modified_changed(bool): `modified` flipped (the undo stack's cleanChanged, inverted).
+      needs_saving_changed(bool): `needs_saving` flipped (pixels or history changed since a save).
+
+    `history` (editor.history.History) holds the document's results and which are applied; it
+    is saved with the document. `path` is the .ora the document was saved as (None: never),
+    `source_path` the image it was opened from; `display_name` is what titles show.
     """
 
     changed = Signal(QRect)
@@ -315,6 +323,7 @@ class Document(QObject):
     selection_changed = Signal()
     size_changed = Signal()
     modified_changed = Signal(bool)
+    needs_saving_changed = Signal(bool)
 
     def __init__(self, width: int, height: int, parent: QObject | None = None):
         super().__init__(parent)
@@ -329,11 +338,26 @@ class Document(QObject):
         self._active = -1
         self._stroke: _Stroke | None = None
         self.path: str | None = None
+        self.source_path: str | None = None
+        # Names the document's autosave; random, so two windows' documents never share one.
+        self.uid = uuid.uuid4().hex
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._clean_changed)
+        from editor.history import History  # imported here: history -> targets -> inference only
+
+        self.history = History(self)
+        self._needs_saving = False
+        self.history.changed.connect(self._update_needs_saving)
 
     def _clean_changed(self, clean: bool) -> None:
         self.modified_changed.emit(not clean)
+        self._update_needs_saving()
+
+    def _update_needs_saving(self) -> None:
+        value = self.needs_saving
+        if value != self._needs_saving:
+            self._needs_saving = value
+            self.needs_saving_changed.emit(value)
 
     # ------------------------------------------------------------------ construction
 
@@ -387,11 +411,31 @@ class Document(QObject):
     def modified(self) -> bool:
         return not self.undo_stack.isClean()
 
+    @property
+    def needs_saving(self) -> bool:
+        """Whether closing now would lose something: a change, or a result not saved yet."""
+        return self.modified or self.history.dirty
+
+    @property
+    def display_name(self) -> str:
+        """The .ora's file name, else the opened image's, else "Untitled"."""
+        for path in (self.path, self.source_path):
+            if path:
+                return Path(path).name
+        return "Untitled"
+
+    def suggested_path(self, suffix: str = ".ora") -> str:
+        """Where Save As and Export start: beside the document's own file, never another's."""
+        base = Path(self.path or self.source_path or "Untitled")
+        return str(base.with_suffix(suffix))
+
     def mark_saved(self, path: str | None = None) -> None:
         """After a successful save: the current state is clean, and `path` (if given) is the file."""
         if path is not None:
             self.path = str(path)
+        self.history.mark_saved()
         self.undo_stack.setClean()
+        self._update_needs_saving()
 
     @property
     def selection(self) -> QRect | None:
@@ -665,8 +709,12 @@ class Document(QObject):
         return command
 
     def apply_result(self, image: Image.Image, box: Sequence[int] | QRect | None = None,
-                     as_new_layer: bool = False, name: str | None = None) -> "ApplyResult":
-        command = ApplyResult(self, image, box, as_new_layer=as_new_layer, name=name)
+                     as_new_layer: bool = False, name: str | None = None, layer: "Layer | int | None" = None,
+                     mask: Image.Image | None = None, entry: object = None) -> "ApplyResult":
+        """Put `image` on the document as one undo step (see ApplyResult). Results from jobs go
+        through `editor.targets.fit`, which reads their target."""
+        command = ApplyResult(self, image, box, as_new_layer=as_new_layer, name=name, layer=layer, mask=mask,
+                              entry=entry)
         self.undo_stack.push(command)
         return command
 
@@ -819,11 +867,31 @@ class Document(QObject):
 # --------------------------------------------------------------------------- commands
 
 
-class DocumentCommand(QUndoCommand):
-    """Base: holds the document weakly (the stack lives inside it) and reports `nbytes`."""
+# PySide does not hand a child command to its parent: QUndoCommand(text, parent) leaves the
+# Python wrapper owning the C++ child, so when the wrapper is collected it deletes the child the
+# parent still lists (a crash on redo), or deletes it a second time after the parent did (a crash
+# on teardown). Holding every child's wrapper here until Qt has destroyed the C++ object (the
+# wrapper turns invalid) lets the parent alone delete it, as Qt intends.
+_CHILDREN: set[QUndoCommand] = set()
 
-    def __init__(self, doc: Document, text: str):
-        super().__init__(text)
+
+def _keep_child(command: QUndoCommand) -> None:
+    for gone in [child for child in _CHILDREN if not shiboken6.isValid(child)]:
+        _CHILDREN.discard(gone)
+    _CHILDREN.add(command)
+
+
+class DocumentCommand(QUndoCommand):
+    """Base: holds the document weakly (the stack lives inside it) and reports `nbytes`.
+
+    With a `parent`, the command is a child step of a compound one: Qt's QUndoCommand runs
+    children's redo in order and their undo in reverse when the parent's base redo/undo run.
+    """
+
+    def __init__(self, doc: Document, text: str, parent: QUndoCommand | None = None):
+        super().__init__(text, parent)
+        if parent is not None:
+            _keep_child(self)
         self._doc_ref = weakref.ref(doc)
         self.nbytes = 0
 
@@ -966,8 +1034,9 @@ class ResizeCanvas(DocumentCommand):
     crop loses is stored.
     """
 
-    def __init__(self, doc: Document, width: int, height: int, offset: tuple[int, int] = (0, 0)):
-        super().__init__(doc, "Resize canvas")
+    def __init__(self, doc: Document, width: int, height: int, offset: tuple[int, int] = (0, 0),
+                 parent: QUndoCommand | None = None):
+        super().__init__(doc, "Resize canvas", parent)
         width, height = int(width), int(height)
         if width <= 0 or height <= 0:
             raise ValueError(f"A canvas needs a positive size, got {width}x{height}.")
@@ -1012,22 +1081,87 @@ class ResizeCanvas(DocumentCommand):
         doc._reshape(*self.old_size, -self.dx, -self.dy, mask)
 
 
+class _InsertLayer(DocumentCommand):
+    """Child step: insert `layer` at `index` and make it active; undo takes it out again."""
+
+    def __init__(self, doc: Document, layer: Layer, index: int, parent: QUndoCommand):
+        super().__init__(doc, "Insert layer", parent)
+        self.layer, self.index = layer, int(index)
+        self._previous_active = doc.active_layer_index
+        self.nbytes = layer.nbytes
+
+    def redo(self) -> None:
+        self.doc._insert_layer(self.index, self.layer, activate=True)
+
+    def undo(self) -> None:
+        doc = self.doc
+        doc._remove_layer(doc.layer_index(self.layer))
+        if 0 <= self._previous_active < len(doc.layers):
+            doc.set_active_layer(self._previous_active)
+
+
+class _WriteLayer(DocumentCommand):
+    """Child step: give `layer` the box `new_box` and write `after` into it; undo writes `before`
+    back and restores `old_box`. Both are (x, y, pixels) in canvas coordinates, or None."""
+
+    def __init__(self, doc: Document, layer: Layer, old_box: Box, new_box: Box,
+                 before: tuple[int, int, np.ndarray] | None, after: tuple[int, int, np.ndarray] | None,
+                 parent: QUndoCommand):
+        super().__init__(doc, "Write layer", parent)
+        self.layer, self.old_box, self.new_box = layer, old_box, new_box
+        self.before, self.after = before, after
+        self.nbytes = sum(int(part[2].nbytes) for part in (before, after) if part is not None)
+
+    def redo(self) -> None:
+        self.doc._set_layer_geometry(self.layer, self.new_box)
+        if self.after is not None:
+            self.doc._write_layer(self.layer, *self.after)
+
+    def undo(self) -> None:
+        if self.before is not None:
+            self.doc._write_layer(self.layer, *self.before)
+        self.doc._set_layer_geometry(self.layer, self.old_box)
+
+
+def _blend_masked(new: np.ndarray, old: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`new` through `mask` (0..255) over `old`, in premultiplied alpha: exactly `old` where the
+    mask is 0 and exactly `new` where it is 255, so nothing outside the mask moves by a bit."""
+    m = mask.astype(np.float32)[..., None] / 255.0
+    na, oa = new[..., 3:4].astype(np.float32) / 255.0, old[..., 3:4].astype(np.float32) / 255.0
+    alpha = na * m + oa * (1.0 - m)
+    rgb = new[..., :3] * (na * m) + old[..., :3] * (oa * (1.0 - m))
+    rgb = rgb / np.where(alpha > 0, alpha, 1.0)
+    out = np.empty_like(new)
+    out[..., :3] = np.clip(np.rint(rgb), 0, 255)
+    out[..., 3:4] = np.clip(np.rint(alpha * 255.0), 0, 255)
+    out = np.where(mask[..., None] == 0, old, out)
+    return np.where(mask[..., None] == 255, new, out)
+
+
 class ApplyResult(DocumentCommand):
-    """Put a generated image on the document: into the active layer, or as a new layer.
+    """Put a generated image on the document: into a layer, or as a new layer. One undo step,
+    built from child commands: a canvas resize when the image reaches past the canvas, then the
+    layer write or the layer insertion.
 
     `box` is where the image goes: (left, top), or a (left, top, right, bottom) region (QRect
     too) that the image is resized to if its size differs; None is (0, 0). It may reach past the
     canvas (an outpaint result, or a selection past the edge): then the canvas grows to hold it,
     everything shifting right/down when it reaches past the left/top, and undo shrinks it back.
 
-    Into a layer, the image is composited over the layer's pixels (an opaque image replaces them)
-    and the layer grows if the image reaches past it. The command keeps only the rectangle that
-    actually changed, before and after.
+    Into a layer (`layer`, default the active one), the image is composited over the layer's
+    pixels (an opaque image replaces them), or, with a `mask` ("L", the box's size), blended
+    through it, so the layer keeps its own pixels exactly where the mask is 0. The layer grows if
+    the image reaches past it. As a new layer, a mask becomes the layer's alpha. Only the
+    rectangle that actually changed is kept, before and after. `entry` (a history entry) is
+    marked applied in `doc.history` while the command is done.
     """
 
     def __init__(self, doc: Document, image: Image.Image, box: Sequence[int] | QRect | None = None,
-                 as_new_layer: bool = False, name: str | None = None, layer: Layer | int | None = None):
+                 as_new_layer: bool = False, name: str | None = None, layer: Layer | int | None = None,
+                 mask: Image.Image | None = None, entry: object = None):
         super().__init__(doc, "Apply as new layer" if as_new_layer else "Apply result")
+        self.entry = entry
+        self._steps: list[DocumentCommand] = []  # the children, for nbytes
         pixels = pil_to_rgba(image)
         if isinstance(box, QRect):
             box = qrect_box(box)
@@ -1043,83 +1177,81 @@ class ApplyResult(DocumentCommand):
         elif len(box) != 2:
             raise ValueError(f"box must be (left, top) or (left, top, right, bottom), got {box}.")
         h, w = pixels.shape[:2]
+        mask_values: np.ndarray | None = None
+        if mask is not None:
+            if mask.size != (w, h):
+                mask = mask.resize((w, h), Image.Resampling.BILINEAR)
+            mask_values = pil_to_mask(mask)
         target = (box[0], box[1], box[0] + w, box[1] + h)
 
         # Grow the canvas first when the image reaches past it.
         grown = _union(doc.box, target)
-        self.resize: ResizeCanvas | None = None
         dx, dy = -grown[0], -grown[1]
+        self.resize: ResizeCanvas | None = None
         if grown != doc.box:
-            self.resize = ResizeCanvas(doc, grown[2] - grown[0], grown[3] - grown[1], (dx, dy))
+            self.resize = ResizeCanvas(doc, grown[2] - grown[0], grown[3] - grown[1], (dx, dy), parent=self)
+            self._steps.append(self.resize)
             self.setText(self.text() + " (grow canvas)")
         target = (target[0] + dx, target[1] + dy, target[2] + dx, target[3] + dy)
         self.target = target
-
         self.as_new_layer = bool(as_new_layer)
-        self.layer: Layer
-        if self.as_new_layer:
-            self.layer = Layer(name or "Result", pixels, target[0], target[1])
-            self.index = doc.active_layer_index + 1 if doc.layers else 0
-            self._previous_active = doc.active_layer_index
-            self.nbytes = int(pixels.nbytes) + (self.resize.nbytes if self.resize else 0)
-            return
 
-        if layer is None:
-            layer = doc.active_layer
+        if self.as_new_layer:
+            if mask_values is not None:
+                pixels = pixels.copy()
+                pixels[..., 3] = (pixels[..., 3].astype(np.uint16) * mask_values // 255).astype(np.uint8)
+            self.layer = Layer(name or "Result", pixels, target[0], target[1])
+            self._steps.append(_InsertLayer(doc, self.layer, doc.active_layer_index + 1 if doc.layers else 0,
+                                            parent=self))
+        else:
             if layer is None:
-                raise ValueError("There is no layer to apply into.")
-        self.layer = doc._layer(layer)
+                layer = doc.active_layer
+                if layer is None:
+                    raise ValueError("There is no layer to apply into.")
+            self.layer = doc._layer(layer)
+            self._write_child(doc, pixels, mask_values, target, dx, dy)
+        self.nbytes = sum(step.nbytes for step in self._steps)
+
+    def _write_child(self, doc: Document, pixels: np.ndarray, mask: np.ndarray | None, target: Box,
+                     dx: int, dy: int) -> None:
+        h, w = pixels.shape[:2]
         # Layer geometry in post-resize coordinates, before and after.
         lx, ly = self.layer.x + dx, self.layer.y + dy
-        self.old_box: Box = (lx, ly, lx + self.layer.width, ly + self.layer.height)
-        self.new_box: Box = _union(self.old_box, target)
+        old_box: Box = (lx, ly, lx + self.layer.width, ly + self.layer.height)
+        new_box: Box = _union(old_box, target)
         existing = np.zeros((h, w, 4), np.uint8)
-        over = _intersect(self.old_box, target)
+        over = _intersect(old_box, target)
         if over is not None:
             ol, ot, orr, ob = over
             existing[ot - target[1]:ob - target[1], ol - target[0]:orr - target[0]] = \
                 self.layer.pixels[ot - ly:ob - ly, ol - lx:orr - lx]
-        result = _over(pixels, existing)
-        if self.new_box != self.old_box:
+        result = _over(pixels, existing) if mask is None else _blend_masked(pixels, existing, mask)
+        if new_box != old_box:
             changed: Box | None = (0, 0, w, h)  # the layer grows: keep all of it
         else:
             changed = _diff_box(existing, result)
-        self.after: tuple[int, int, np.ndarray] | None = None
-        self.before: tuple[int, int, np.ndarray] | None = None
+        before = after = None
         if changed is not None:
             cl, ct, cr, cb = changed
-            self.after = (target[0] + cl, target[1] + ct, result[ct:cb, cl:cr].copy())
+            after = (target[0] + cl, target[1] + ct, result[ct:cb, cl:cr].copy())
             cbox = (target[0] + cl, target[1] + ct, target[0] + cr, target[1] + cb)
-            kept = _intersect(cbox, self.old_box)
+            kept = _intersect(cbox, old_box)
             if kept is not None:
                 kl, kt, kr, kb = kept
-                self.before = (kl, kt, existing[kt - target[1]:kb - target[1], kl - target[0]:kr - target[0]].copy())
-        self.nbytes = (sum(int(part[2].nbytes) for part in (self.before, self.after) if part is not None)
-                       + (self.resize.nbytes if self.resize else 0))
+                before = (kl, kt, existing[kt - target[1]:kb - target[1], kl - target[0]:kr - target[0]].copy())
+        self._steps.append(_WriteLayer(doc, self.layer, old_box, new_box, before, after, parent=self))
 
     def redo(self) -> None:
-        doc = self.doc
-        if self.resize is not None:
-            self.resize.redo()
-        if self.as_new_layer:
-            doc._insert_layer(self.index, self.layer, activate=True)
-            return
-        doc._set_layer_geometry(self.layer, self.new_box)
-        if self.after is not None:
-            doc._write_layer(self.layer, *self.after)
+        super().redo()  # the children, in order
+        history = getattr(self.doc, "history", None)
+        if self.entry is not None and history is not None:
+            history._applied_push(self.entry)
 
     def undo(self) -> None:
-        doc = self.doc
-        if self.as_new_layer:
-            doc._remove_layer(doc.layer_index(self.layer))
-            if 0 <= self._previous_active < len(doc.layers):
-                doc.set_active_layer(self._previous_active)
-        else:
-            if self.before is not None:
-                doc._write_layer(self.layer, *self.before)
-            doc._set_layer_geometry(self.layer, self.old_box)
-        if self.resize is not None:
-            self.resize.undo()
+        history = getattr(self.doc, "history", None)
+        if self.entry is not None and history is not None:
+            history._applied_pop(self.entry)
+        super().undo()  # the children, in reverse
 
 
 class SetLayerVisible(DocumentCommand):

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.autosave import AutosaveManager
 from editor.banner import ErrorBanner
 from editor.canvas import CanvasView, ToolState
 from editor.document import Document
@@ -39,9 +40,10 @@ from editor.panels.history import HistoryPanel
 from editor.panels.layers import LayersPanel
 from editor.panels.models import ModelPanel
 from editor.panels.prompt import PromptPanel
+from editor import targets
 from editor.settings import Settings
 from editor.theme import icon
-from inference.jobs import BadInput, JobError, Progress, Result
+from inference.jobs import BadInput, JobError, Progress, Result, Target
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +90,21 @@ def ask_pixels(parent: QWidget, title: str, label: str, default: int, minimum: i
     return value if ok else None
 
 
-def confirm_discard(parent: QWidget, name: str) -> bool:
-    """Ask before unsaved changes are lost; True means go ahead and lose them."""
-    answer = QMessageBox.question(
-        parent, "Unsaved changes", f"{name} has unsaved changes. Discard them?",
-        QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel,
-    )
-    return answer == QMessageBox.StandardButton.Discard
+def ask_unsaved(parent: QWidget, name: str, unapplied: int) -> str:
+    """Ask before unsaved work is lost: "save", "discard" or "cancel".
+
+    `unapplied` results count as work: they are kept with the document when it is saved.
+    """
+    what = "unsaved changes"
+    if unapplied:
+        what += f" and {unapplied} result{'s' if unapplied != 1 else ''} not applied yet"
+    box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved changes", f"{name} has {what}.", parent=parent)
+    box.setInformativeText("Save them with the document before closing it?")
+    buttons = QMessageBox.StandardButton
+    box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
+    box.setDefaultButton(buttons.Save)
+    answer = box.exec()
+    return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
 
 
 ABOUT_TEXT = """<h3>Quickbrush</h3>
@@ -120,6 +130,10 @@ class MainWindow(QMainWindow):
     # Emitted from the saving thread with (document, path, clean marker, error or None); Qt
     # queues it to the GUI thread, where _on_saved finishes the save.
     _save_done = Signal(object, str, object, object)
+    # After set_document swapped the window's document (the new one).
+    document_changed = Signal(object)
+    # After a result was applied to the document.
+    result_applied = Signal()
 
     def __init__(self, settings: Settings | None = None, bridge: JobBridge | None = None,
                  document: Document | None = None, parent: QWidget | None = None):
@@ -131,10 +145,7 @@ class MainWindow(QMainWindow):
         # The bridge first: it freezes import-time objects out of the garbage collector's way.
         self.bridge = bridge or JobBridge(parent=self)
         self.document = document or Document.new(768, 512)
-        self._job_boxes: dict[int, Box | None] = {}
         self._job_started_at: dict[int, float] = {}
-        self._last_applied: Result | None = None
-        self._opened_image: str | None = None
         self._preferences = None
         self._saving: threading.Thread | None = None
         self._save_done.connect(self._on_saved)
@@ -152,6 +163,7 @@ class MainWindow(QMainWindow):
 
         self.prompt = PromptPanel(self.settings)
         self.history = HistoryPanel()
+        self.history.set_history(self.document.history)
         self.layers = LayersPanel(self.document, self.settings)
         self.models = ModelPanel(self.settings)
         self.docks: dict[str, QDockWidget] = {}
@@ -170,6 +182,7 @@ class MainWindow(QMainWindow):
         self._watch_document(self.document)
         self._update_title()
         self._update_size_label()
+        self.autosave = AutosaveManager(self)  # follows document_changed and result_applied
 
     # -- construction ------------------------------------------------------------------
 
@@ -236,7 +249,10 @@ class MainWindow(QMainWindow):
         a["feather_mask"] = self._action("&Feather mask…", self.feather_mask)
         a["deselect"] = self._action("&Deselect", lambda: self.document.set_selection(None), "Ctrl+D")
         a["generate"] = self._action("&Generate", self.generate, "Ctrl+Return", "generate")
-        a["cancel"] = self._action("&Cancel", self.cancel, "Esc", "cancel")
+        a["cancel"] = self._action("&Cancel running job", self.cancel, "Esc", "cancel")
+        a["cancel"].setToolTip("Cancel the running job (Esc); queued jobs still run")
+        a["cancel_all"] = self._action("Cancel &all jobs", self.cancel_all, "Shift+Esc")
+        a["cancel_all"].setToolTip("Cancel the running job and every queued one (Shift+Esc)")
         a["apply"] = self._action("&Apply result", lambda: self._apply_current(False), "Ctrl+Shift+Return")
         a["unload"] = self._action("&Unload models", self.bridge.unload_models)
         a["reset_layout"] = self._action("&Reset layout", self.reset_layout)
@@ -245,6 +261,7 @@ class MainWindow(QMainWindow):
         a["preferences"].setMenuRole(QAction.MenuRole.PreferencesRole)
         a["about"] = self._action("&About Quickbrush", self.about)
         a["cancel"].setEnabled(False)
+        a["cancel_all"].setEnabled(False)
 
     def _build_menus(self) -> None:
         a, c = self.actions_, self.canvas.canvas_actions
@@ -275,7 +292,7 @@ class MainWindow(QMainWindow):
             menu.addAction(dock.toggleViewAction())
         menu.addAction(a["reset_layout"])
         menu = self.menuBar().addMenu("&Generate")
-        menu.addActions([a["generate"], a["cancel"], a["apply"]])
+        menu.addActions([a["generate"], a["cancel"], a["cancel_all"], a["apply"]])
         menu.addSeparator()
         menu.addAction(a["unload"])
         menu = self.menuBar().addMenu("&Help")
@@ -309,6 +326,7 @@ class MainWindow(QMainWindow):
 
         self.prompt.generate_requested.connect(lambda: self._guarded(self.generate))
         self.prompt.cancel_requested.connect(self.cancel)
+        self.prompt.cancel_all_requested.connect(self.cancel_all)
         self.history.preview_requested.connect(self._preview_entry)
         self.history.preview_cleared.connect(lambda: self.canvas.set_preview(None))
         self.history.apply_requested.connect(lambda entry, new_layer: self._guarded(self._apply, entry, new_layer))
@@ -326,7 +344,7 @@ class MainWindow(QMainWindow):
         connections = [
             (document.mask_changed, self._on_mask_changed),
             (document.size_changed, self._update_size_label),
-            (document.undo_stack.cleanChanged, lambda clean: self._update_title(modified=not clean)),
+            (document.needs_saving_changed, lambda needs: self._update_title(modified=needs)),
             (document.undo_stack.canUndoChanged, self.actions_["undo"].setEnabled),
             (document.undo_stack.canRedoChanged, self.actions_["redo"].setEnabled),
         ]
@@ -368,11 +386,17 @@ class MainWindow(QMainWindow):
     # -- documents ----------------------------------------------------------------------------
 
     def set_document(self, document: Document, history: list[dict] | None = None) -> None:
+        """Show `document`; `history` (records from `editor.ora.load_ora`) becomes its History."""
         old = self.document
         self.document = document
+        if history:
+            layers = document.layers
+            document.history.load_records(
+                history, layer_id=lambda index: layers[index].id if isinstance(index, int) and 0 <= index < len(layers)
+                else None)
         self.canvas.set_document(document)
         self.layers.set_document(document)
-        self.history.load_records(history or [])
+        self.history.set_history(document.history)
         self.canvas.set_preview(None)
         self._watch_document(document)
         self.prompt.on_mask_changed(document.has_mask())
@@ -380,9 +404,21 @@ class MainWindow(QMainWindow):
         self._update_size_label()
         if old is not None and old is not document:
             old.deleteLater()
+        self.document_changed.emit(document)
 
     def _may_discard(self) -> bool:
-        return not self.document.modified or confirm_discard(self, self._document_name())
+        """Whether the current document may go: nothing to lose, saved now, or the designer said
+        discard. Unapplied results count, since they are saved with the document."""
+        document = self.document
+        if not document.needs_saving:
+            return True
+        answer = ask_unsaved(self, document.display_name, len(document.history.unapplied()))
+        if answer == "save":
+            if not self.save():
+                return False
+            self.wait_for_save()  # the document goes next: its file must be complete first
+            return not self.document.needs_saving
+        return answer == "discard"
 
     def new_document(self) -> None:
         if not self._may_discard():
@@ -409,8 +445,7 @@ class MainWindow(QMainWindow):
             else:
                 image = open_image(path)
                 document, history = Document.from_image(image, name=Path(path).stem), []
-                document.path = None
-                self._opened_image = path
+                document.source_path = str(path)
         except JobError as exc:
             self.show_error(exc.message, exc.details)
             return False
@@ -427,7 +462,7 @@ class MainWindow(QMainWindow):
         return self._save_to(path)
 
     def save_as(self) -> bool:
-        suggested = str(Path(self.document.path or self._opened_image or "Untitled").with_suffix(".ora"))
+        suggested = self.document.suggested_path(".ora")
         path = ask_save_path(self, suggested)
         if not path:
             return False
@@ -443,7 +478,7 @@ class MainWindow(QMainWindow):
 
         self.wait_for_save()  # one save at a time, in order
         try:
-            prepared = prepare_save(path, self.document, self.history.records())
+            prepared = prepare_save(path, self.document, self.history_records())
         except JobError as exc:
             self.show_error(exc.message, exc.details)
             return False
@@ -482,6 +517,19 @@ class MainWindow(QMainWindow):
         self._update_title()
         log.info("saved %s", path)
 
+    def history_records(self, document: Document | None = None) -> list[dict]:
+        """The document's history as `editor.ora.prepare_save` takes it, targets by layer index."""
+        document = document or self.document
+        layers = document.layers
+
+        def layer_index(layer_id: int) -> int | None:
+            for index, layer in enumerate(layers):
+                if layer.id == layer_id:
+                    return index
+            return None
+
+        return document.history.records(layer_index)
+
     @property
     def saving(self) -> bool:
         return self._saving is not None
@@ -499,13 +547,13 @@ class MainWindow(QMainWindow):
         self._saving = None  # the report never came (the window is going): do not wait forever
 
     def export_dialog(self) -> None:
-        base = Path(self.document.path or self._opened_image or "Untitled")
+        base = Path(self.document.suggested_path(".png"))
         path = ask_export_path(self, str(base.with_name(base.stem + "-export.png")))
         if path:
             self.export(path)
 
     def export(self, path: str) -> None:
-        """PNG (with the recipe of the last applied result), JPEG or WebP of the visible image."""
+        """PNG (with the recipe of the document's last applied result), JPEG or WebP of the visible image."""
         from inference.metadata import atomic_write, save_png
 
         suffix = Path(path).suffix.lower()
@@ -513,9 +561,10 @@ class MainWindow(QMainWindow):
             raise BadInput(f"Export as PNG, JPEG or WebP (not {suffix or 'no extension'}).")
         image = self.document.composite()
         if suffix == ".png":
-            if self._last_applied is not None:
-                save_png(path, image, self._last_applied.job, timings=dict(self._last_applied.timings),
-                         model_info=dict(self._last_applied.model_info))
+            applied = self.document.history.last_applied()
+            if applied is not None:
+                result = applied.result
+                save_png(path, image, result.job, timings=dict(result.timings), model_info=dict(result.model_info))
             else:
                 atomic_write(path, lambda handle: image.save(handle, "PNG"))
         else:
@@ -569,27 +618,39 @@ class MainWindow(QMainWindow):
     # -- jobs ---------------------------------------------------------------------------------
 
     def generate(self) -> None:
-        jobs, box = self.prompt.build_request(self.document, self.models.model_ref())
-        for job in jobs:
-            job_id = self.bridge.submit(job)
-            self._job_boxes[job_id] = box
-        log.info("queued %d %s job(s)", len(jobs), jobs[0].kind if jobs else "")
+        request = self.prompt.build_request(self.document, self.models.model_ref())
+        for job in request.jobs:
+            self.bridge.submit(job)
+        log.info("queued %d %s job(s)", len(request.jobs), request.jobs[0].kind if request.jobs else "")
 
     def cancel(self) -> None:
+        """Esc: the running job only; what is queued runs next (Shift+Esc cancels everything)."""
         self.bridge.cancel_running()
 
+    def cancel_all(self) -> None:
+        count = self.bridge.cancel_all()
+        self.canvas.set_preview(None)
+        if count:
+            self.statusBar().showMessage(f"Cancelled {count} job{'s' if count != 1 else ''}", 4000)
+
     def _rerun(self, entry: Any) -> None:
-        job = entry.job_with_new_seed()
-        self._job_boxes[self.bridge.submit(job)] = entry.box
+        self.bridge.submit(entry.job_with_new_seed())
 
     def _on_started(self, job_id: int, job: Any) -> None:
         self._job_started_at[job_id] = time.monotonic()
-        self.worker_label.setText(f"{job.kind.capitalize()}: loading model…")
+        # "loading model…" comes with the engine's load progress, only when it really loads.
+        self.worker_label.setText(f"{job.kind.capitalize()}: starting…")
         self.models.set_status(f"Running {job.kind}")
         self.progress_bar.setRange(0, 0)
         self.progress_bar.show()
 
     def _on_progress(self, update: Progress) -> None:
+        if update.stage == "load":
+            running = self.bridge.running()
+            kind = running[1].kind.capitalize() if running is not None else "Job"
+            self.worker_label.setText(f"{kind}: loading model…")
+            self.progress_bar.setRange(0, 0)
+            return
         self.progress_bar.setRange(0, update.total)
         self.progress_bar.setValue(update.step)
         eta = update.eta
@@ -597,22 +658,19 @@ class MainWindow(QMainWindow):
         self.progress_bar.setFormat(f"Step %v/%m{left}")
         self.worker_label.setText("Generating")
         if update.preview is not None and self.settings.live_preview:
-            self.canvas.set_preview(update.preview, _preview_box(self._job_boxes.get(update.job_id), update.box,
-                                                                 self.document))
+            running = self.bridge.running()
+            target = running[1].target if running is not None and running[0] == update.job_id else None
+            self.canvas.set_preview(update.preview, targets.preview_box(
+                target, update.preview.size, update.box, (self.document.width, self.document.height)))
 
     def _on_finished(self, result: Result) -> None:
-        box = self._job_boxes.pop(result.job_id, None)
         self._job_started_at.pop(result.job_id, None)
         self.progress_bar.hide()
         if result.ok:
             total = result.timings.get("total", 0.0)
             self.worker_label.setText(f"Done in {total:.1f} s")
             self.models.set_status(f"{result.model_info.get('device', '')} · {result.model_info.get('preset', '')}")
-            if result.job.kind == "generate" and result.image is not None:
-                size = result.image.size
-                box = (_centred_box(size, (self.document.width, self.document.height)) if box is None
-                       else _fitted_box(size, _canvas_box(box, size)))
-            entry = self.history.add_result(result, box)
+            entry = self.history.add_result(result)
             if entry is not None:
                 self.history.select(entry)
             log.info("job %d finished: %s ok in %.2fs on %s", result.job_id, result.job.kind, total,
@@ -631,6 +689,7 @@ class MainWindow(QMainWindow):
     def _on_busy_changed(self, busy: bool) -> None:
         self.prompt.set_busy(busy)
         self.actions_["cancel"].setEnabled(busy)
+        self.actions_["cancel_all"].setEnabled(busy)
 
     def _on_queue_changed(self) -> None:
         queued = self.bridge.queued()
@@ -648,7 +707,11 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _c=False, i=job_id: self.bridge.remove_queued(i))
 
     def _preview_entry(self, entry: Any) -> None:
-        self.canvas.set_preview(entry.image, _canvas_box(entry.box, entry.image.size) if entry.image else None)
+        if entry.image is None:
+            self.canvas.set_preview(None)
+            return
+        target = entry.target or Target((0, 0, *entry.image.size))
+        self.canvas.set_preview(entry.image, targets.placement(target, entry.image.size))
 
     def _apply_current(self, as_new_layer: bool) -> None:
         entry = self.history.current()
@@ -657,10 +720,9 @@ class MainWindow(QMainWindow):
         self._apply(entry, as_new_layer)
 
     def _apply(self, entry: Any, as_new_layer: bool) -> None:
-        name = f"{entry.mode_label if hasattr(entry, 'mode_label') else entry.mode}: {entry.prompt[:30]}".strip(": ")
-        self.document.apply_result(entry.image, entry.box, as_new_layer=as_new_layer, name=name)
+        targets.fit(self.document, entry, as_new_layer=as_new_layer)
         self.canvas.set_preview(None)
-        self._last_applied = entry.result
+        self.result_applied.emit()
         log.info("applied %s result%s", entry.mode, " as new layer" if as_new_layer else "")
 
     # -- status -------------------------------------------------------------------------------
@@ -674,15 +736,9 @@ class MainWindow(QMainWindow):
     def _update_size_label(self) -> None:
         self.size_label.setText(f"{self.document.width} × {self.document.height}")
 
-    def _document_name(self) -> str:
-        if self.document.path:
-            return Path(self.document.path).name
-        opened = self._opened_image
-        return Path(opened).name if opened else "Untitled"
-
     def _update_title(self, modified: bool | None = None) -> None:
-        modified = self.document.modified if modified is None else modified
-        self.setWindowTitle(f"{self._document_name()}{'*' if modified else ''} — Quickbrush")
+        modified = self.document.needs_saving if modified is None else modified
+        self.setWindowTitle(f"{self.document.display_name}{'*' if modified else ''} — Quickbrush")
 
     def show_preferences(self) -> None:
         """One non-modal dialog, kept: its fields apply as they change, so it can stay open."""
@@ -752,6 +808,7 @@ class MainWindow(QMainWindow):
         if not self._may_discard():
             event.ignore()
             return
+        self.autosave.shutdown()  # saved or discarded: its autosave goes
         self.save_window_state()
         self._unwatch_document()
         self.bridge.shutdown()
@@ -786,55 +843,9 @@ def _ignore_deleted(slot: Any) -> Any:
     return call
 
 
-def _canvas_box(box: Any, size: tuple[int, int]) -> Box:
-    """A result's place on the canvas: (left, top) or a full box; None means the top-left corner."""
-    if box is None:
-        return (0, 0, size[0], size[1])
-    if isinstance(box, QRect):
-        return (box.left(), box.top(), box.left() + box.width(), box.top() + box.height())
-    box = tuple(int(v) for v in box)
-    if len(box) == 2:
-        return (box[0], box[1], box[0] + size[0], box[1] + size[1])
-    return box  # type: ignore[return-value]
-
-
-def _centred_box(size: tuple[int, int], canvas: tuple[int, int]) -> Box | None:
-    """A generated image smaller than the canvas goes in its middle at its own size (a 128 px
-    emoji on a 768x512 page); one as large or larger keeps the default, the top left corner."""
-    (w, h), (cw, ch) = size, canvas
-    if (w, h) == (cw, ch) or w > cw or h > ch:
-        return None
-    left, top = (cw - w) // 2, (ch - h) // 2
-    return (left, top, left + w, top + h)
-
-
 def _clean_marker(document: Document) -> tuple[int, object]:
     """Names the document's state: the undo stack's index and the command that led to it (an
     undo followed by a new command reaches the same index with different content)."""
     stack = document.undo_stack
     index = stack.index()
     return index, (stack.command(index - 1) if index > 0 else None)
-
-
-def _fitted_box(size: tuple[int, int], box: Box) -> Box:
-    """Where a generated image goes in a selection: as large as fits without changing its shape,
-    centred. Stretching a square 128 px result over a wide selection distorts it (an emoji or
-    icon above all); the image kinds (vary, edit, inpaint) keep the selection's own shape anyway."""
-    (w, h), (bw, bh) = size, (box[2] - box[0], box[3] - box[1])
-    if w * bh == h * bw:
-        return box
-    scale = min(bw / w, bh / h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    left, top = box[0] + (bw - nw) // 2, box[1] + (bh - nh) // 2
-    return (left, top, left + nw, top + nh)
-
-
-def _preview_box(target: Any, within: Box | None, document: Document) -> Box | None:
-    """Where a live preview goes: the crop `within` the result, placed at the job's target box."""
-    if target is None:
-        base = (0, 0, document.width, document.height)
-    else:
-        base = _canvas_box(target, (document.width, document.height))
-    if within is None:
-        return base
-    return (base[0] + within[0], base[1] + within[1], base[0] + within[2], base[1] + within[3])

@@ -85,8 +85,10 @@ class Engine:
     def loaded_models(self) -> list[backend.Loaded]:
         return list(self._cache.values())
 
-    def model(self, ref: ModelRef, device: str | None = None, dtype: str | None = None) -> tuple[backend.Loaded, bool]:
-        """The loaded model for `ref`, and whether it was loaded just now."""
+    def model(self, ref: ModelRef, device: str | None = None, dtype: str | None = None,
+              on_load: Callable[[], None] | None = None) -> tuple[backend.Loaded, bool]:
+        """The loaded model for `ref`, and whether it was loaded just now (`on_load()` is
+        called first when it must be loaded, so a GUI can say "loading model" only then)."""
         device = pick_device(device)
         dtype_key = dtype_name(pick_dtype(device, dtype))
         key = self._key(ref, device, dtype_key)
@@ -95,6 +97,8 @@ class Engine:
             return self._cache[key], False
         while len(self._cache) >= self.max_models:
             self._evict_oldest()
+        if on_load is not None:
+            on_load()
         self._make_room(estimate_bytes(ref) + self.reserve_bytes, device)
         loaded = _load(ref, device, dtype_key)
         self._cache[key] = loaded
@@ -158,7 +162,8 @@ class Engine:
         started = time.perf_counter()
         if cancelled():
             raise Cancelled()
-        loaded, fresh = self.model(job.model, job.device, job.dtype)
+        loaded, fresh = self.model(job.model, job.device, job.dtype,
+                                   on_load=lambda: on_progress(Progress(job_id, 0, 1, 0.0, stage="load")))
         load_seconds = loaded.load_seconds if fresh else 0.0
         if cancelled():
             raise Cancelled()

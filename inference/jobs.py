@@ -139,6 +139,7 @@ class MaskOptions:
 
 
 COMPOSITE_MODES = ("replace", "masked")
+FITS = ("stretch", "contain", "centre")
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ class Target:
     composite: "replace" puts the result over the layer in the box (vary, edit, generate);
         "masked" blends it into the layer through `mask`.
     fit: "stretch" resizes the result to the box; "contain" keeps its shape, centred in the box
-        (a square 128 px generated emoji in a wide selection).
+        (a square 128 px generated emoji in a wide selection); "centre" keeps its own size,
+        centred in the box when it fits (a generated image without a selection).
     """
 
     box: tuple[int, int, int, int]
@@ -173,8 +175,8 @@ class Target:
         object.__setattr__(self, "box", box)
         if self.composite not in COMPOSITE_MODES:
             raise ValueError(f"composite must be one of {COMPOSITE_MODES}, not {self.composite!r}.")
-        if self.fit not in ("stretch", "contain"):
-            raise ValueError(f"fit must be 'stretch' or 'contain', not {self.fit!r}.")
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, not {self.fit!r}.")
         if self.composite == "masked":
             if self.mask is None:
                 raise ValueError("A masked target needs a mask.")

@@ -1,26 +1,16 @@
-"""The History panel: every result with its recipe; preview, apply, discard, re-run, copy.
+"""The History panel: shows a document's History; preview, apply, discard, re-run, copy.
 
-The panel owns the list of entries (the history *is* its data) but changes no document: it
-asks, through signals, and the main window does (applying is one undo command there).
-Newest results are shown first; `entries()` gives them in the order they were added.
-
-A document file keeps the history as `entry_to_dict(entry)` (the exact recipe, JSON-safe) plus
-the result image and thumbnail stored separately; `entry_from_dict(data, image, ...)` rebuilds it.
-For `editor.ora` there is `records()` / `load_records(records)` (entries as save_ora/load_ora
-dicts, which carry the Job itself, so its input images are saved and Re-run works after reopening).
+The entries belong to `editor.history.History`, the model object a Document owns and saves; this
+panel only shows the one it is given (`set_history`) and asks, through signals, for what changes
+a document (the main window applies a result as one undo command, through `editor.targets.fit`).
+Newest results are shown first.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import time
-from datetime import datetime
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-from PIL import Image
 from PySide6.QtCore import (
     QAbstractListModel,
     QDateTime,
@@ -33,7 +23,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QAction, QColor, QFont, QFontMetrics, QGuiApplication, QImage, QKeySequence, QPainter, QPalette, QPen
+from PySide6.QtGui import QAction, QColor, QFont, QFontMetrics, QGuiApplication, QKeySequence, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -48,189 +38,75 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.history import (
+    MODE_LABELS,
+    History,
+    HistoryEntry,
+    entry_from_dict,
+    entry_to_dict,
+    entry_to_record,
+    make_thumbnail,
+)
 from editor.panels._common import draw_checkerboard
-from inference.jobs import BadInput, Job, Result, random_seed
-from inference.metadata import format_parameters, recipe_payload
+from inference.jobs import Result, Target
 
 RECIPE_MIME = "application/x-quickbrush-recipe+json"
 THUMB = 96  # logical pixels on screen
-_THUMB_STORED = 192  # stored pixels: sharp on 2x screens
-
-MODE_LABELS = {"generate": "Generate", "vary": "Vary", "inpaint": "Inpaint", "outpaint": "Outpaint", "edit": "Edit"}
-
-_entry_ids = itertools.count(1)
-
-
-def make_thumbnail(image: Image.Image, size: int = _THUMB_STORED) -> QImage:
-    """A QImage of at most size x size (aspect kept) that owns its pixels."""
-    small = image.convert("RGBA")
-    small.thumbnail((size, size), Image.Resampling.LANCZOS)
-    arr = np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
-    h, w = arr.shape[:2]
-    return QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_RGBA8888).copy()
-
-
-@dataclass(eq=False)
-class HistoryEntry:
-    """One result in the history: the Result (image + exact recipe), where it goes, its thumbnail.
-
-    `box` is where on the canvas the result goes (ApplyResult's box), or None for the top left.
-    `has_inputs` is False for entries loaded from a file without the job's input images: their
-    job holds grey placeholders of the recorded sizes, fine for the recipe but not for re-running.
-    """
-
-    result: Result
-    box: tuple[int, ...] | None = None
-    thumbnail: QImage = field(default_factory=QImage)
-    created: float = field(default_factory=time.time)
-    id: int = field(default_factory=lambda: next(_entry_ids))
-    has_inputs: bool = True
-
-    @property
-    def job(self) -> Job:
-        return self.result.job
-
-    @property
-    def image(self) -> Image.Image | None:
-        return self.result.image
-
-    @property
-    def mode(self) -> str:
-        return self.job.kind
-
-    @property
-    def mode_label(self) -> str:
-        return MODE_LABELS.get(self.mode, self.mode.capitalize())
-
-    @property
-    def prompt(self) -> str:
-        return self.job.prompt
-
-    @property
-    def seed(self) -> int:
-        return int(self.job.seed)
-
-    def job_with_new_seed(self, seed: int | None = None, **images: Image.Image) -> Job:
-        """The same recipe with a fresh random seed (or `seed`); `image=`/`mask=` replace the inputs."""
-        if not self.has_inputs and not images and self.job.needs_image:
-            raise BadInput("This result's original image was not kept with the document, so it cannot be re-run as it "
-                           "was. Make a new one from the canvas instead.")
-        new = random_seed() if seed is None else int(seed)
-        while seed is None and new == self.seed:
-            new = random_seed()
-        return self.job.replace(seed=new, **images)
-
-    def parameters_text(self) -> str:
-        """The A1111 "parameters" text of the recipe."""
-        size = self.image.size if self.image is not None else None
-        return format_parameters(self.job, size=size, model_info=self.result.model_info)
-
-    def recipe(self) -> dict[str, Any]:
-        """The exact recipe as stored in PNGs (`inference.metadata.recipe_payload`)."""
-        return recipe_payload(self.job, timings=dict(self.result.timings), model_info=dict(self.result.model_info))
-
-
-# --------------------------------------------------------------------------- serialisation
-
-
-def entry_to_dict(entry: HistoryEntry) -> dict[str, Any]:
-    """A JSON-safe dict of the entry: recipe (job.to_dict(), no pixels), timings, box, time, id."""
-    payload = entry.recipe()
-    return {
-        "id": entry.id,
-        "created": entry.created,
-        "box": list(entry.box) if entry.box is not None else None,
-        "job_id": entry.result.job_id,
-        "job": payload["job"],
-        "timings": payload.get("timings", {}),
-        "model_info": payload.get("model_info", {}),
-    }
-
-
-def entry_to_record(entry: HistoryEntry) -> dict[str, Any]:
-    """The entry as `editor.ora.save_ora` takes it: like entry_to_dict, but "job" is the Job itself
-    (so its input images are saved too) and "image" the result image."""
-    return {
-        "id": entry.id,
-        "created": entry.created,
-        "box": entry.box,
-        "image": entry.image,
-        "job": entry.job,
-        "timings": dict(entry.result.timings),
-        "model_info": dict(entry.result.model_info),
-    }
-
-
-def entry_from_dict(data: Mapping[str, Any], image: Image.Image | None = None, thumbnail: QImage | None = None,
-                    **inputs: Image.Image | None) -> HistoryEntry:
-    """Rebuild an entry from `entry_to_dict` output or an `editor.ora.load_ora` history record.
-
-    "job" is a recipe dict (job.to_dict()) or a Job; the result image is `image` or data["image"].
-    The job's input images may come as `job_image=` / `job_mask=`. A recipe whose kind needs
-    inputs that are not given gets grey placeholders of the recorded sizes, and `has_inputs`
-    False (re-running it then asks for images).
-    """
-    if image is None and isinstance(data.get("image"), Image.Image):
-        image = data["image"]
-    has_inputs = True
-    if isinstance(data["job"], Job):
-        job = data["job"]
-        if inputs.get("job_image") is not None or inputs.get("job_mask") is not None:
-            job = job.replace(**{k: v for k, v in (("image", inputs.get("job_image")),
-                                                   ("mask", inputs.get("job_mask"))) if v is not None})
-    else:
-        recipe = dict(data["job"])
-        job_images = {"image": inputs.get("job_image"), "mask": inputs.get("job_mask")}
-        for name, mode, fill in (("image", "RGB", (127, 127, 127)), ("mask", "L", 0)):
-            size = recipe.get(f"{name}_size")
-            if job_images[name] is None and size:
-                job_images[name] = Image.new(mode, (int(size[0]), int(size[1])), fill)
-                has_inputs = False
-        job = Job.from_dict(recipe, **job_images)
-    result = Result(int(data.get("job_id") or 0), job, image=image, timings=dict(data.get("timings") or {}),
-                    model_info=dict(data.get("model_info") or {}))
-    if thumbnail is None or thumbnail.isNull():
-        thumbnail = make_thumbnail(image) if image is not None else QImage()
-    box = data.get("box")
-    try:
-        entry_id = int(data.get("id"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        entry_id = next(_entry_ids)
-    _bump_ids(entry_id)
-    return HistoryEntry(result, tuple(int(v) for v in box) if box is not None else None, thumbnail,
-                        _timestamp(data.get("created")), entry_id, has_inputs)
-
-
-def _timestamp(value: Any) -> float:
-    """Seconds since the epoch from a number or ISO text (what a file may hold); now if neither."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            pass
-    return time.time()
-
-
-def _bump_ids(used: int) -> None:
-    """Keep new ids above every id loaded from a file."""
-    global _entry_ids
-    current = next(_entry_ids)
-    _entry_ids = itertools.count(max(current, used + 1))
-
 
 # --------------------------------------------------------------------------- model and view
 
 
 class HistoryModel(QAbstractListModel):
-    """The entries, newest first. Role EntryRole gives the HistoryEntry."""
+    """A list-model view of a History, newest first. Role EntryRole gives the HistoryEntry.
+
+    It keeps a mirror of the History's entries only so Qt's insert and remove notifications
+    can be given with the rows they concern; the History stays the one owner.
+    """
 
     EntryRole = Qt.ItemDataRole.UserRole + 1
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, history: History | None = None):
         super().__init__(parent)
         self._entries: list[HistoryEntry] = []  # newest first
+        self._history: History | None = None
+        self.set_history(history if history is not None else History(self))
+
+    @property
+    def history(self) -> History:
+        assert self._history is not None
+        return self._history
+
+    def set_history(self, history: History) -> None:
+        if self._history is not None:
+            for signal, slot in ((self._history.added, self._added), (self._history.removed, self._removed),
+                                 (self._history.reset, self._reset)):
+                try:
+                    signal.disconnect(slot)
+                except (RuntimeError, TypeError):
+                    pass
+        self._history = history
+        history.added.connect(self._added)
+        history.removed.connect(self._removed)
+        history.reset.connect(self._reset)
+        self._reset()
+
+    def _added(self, entry: HistoryEntry) -> None:
+        self.beginInsertRows(QModelIndex(), 0, 0)
+        self._entries.insert(0, entry)
+        self.endInsertRows()
+
+    def _removed(self, entry: HistoryEntry) -> None:
+        row = self.row_of(entry)
+        if row < 0:
+            return
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._entries[row]
+        self.endRemoveRows()
+
+    def _reset(self) -> None:
+        self.beginResetModel()
+        self._entries = list(reversed(self.history.entries()))
+        self.endResetModel()
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
         return 0 if parent.isValid() else len(self._entries)
@@ -250,7 +126,7 @@ class HistoryModel(QAbstractListModel):
         return None
 
     def entries(self) -> list[HistoryEntry]:
-        return list(reversed(self._entries))
+        return self.history.entries()
 
     def entry(self, row: int) -> HistoryEntry:
         return self._entries[row]
@@ -260,25 +136,6 @@ class HistoryModel(QAbstractListModel):
             if candidate is entry:
                 return row
         return -1
-
-    def add(self, entry: HistoryEntry) -> None:
-        self.beginInsertRows(QModelIndex(), 0, 0)
-        self._entries.insert(0, entry)
-        self.endInsertRows()
-
-    def remove(self, entry: HistoryEntry) -> bool:
-        row = self.row_of(entry)
-        if row < 0:
-            return False
-        self.beginRemoveRows(QModelIndex(), row, row)
-        del self._entries[row]
-        self.endRemoveRows()
-        return True
-
-    def clear(self) -> None:
-        self.beginResetModel()
-        self._entries.clear()
-        self.endResetModel()
 
 
 def _tooltip(entry: HistoryEntry) -> str:
@@ -514,35 +371,51 @@ class HistoryPanel(QWidget):
 
     # ------------------------------------------------------------------ public API
 
+    @property
+    def history(self) -> History:
+        """The History shown (a document's `history`)."""
+        return self.model.history
+
+    def set_history(self, history: History) -> None:
+        """Show another History (the window's document changed); nothing is selected then."""
+        self.model.set_history(history)
+        self._update_actions()
+        self.preview_cleared.emit()
+
     def add_result(self, result: Result, box: Sequence[int] | QRect | None = None) -> HistoryEntry | None:
-        """Add a finished result (failed or cancelled ones are not history: returns None)."""
+        """Add a finished result to the shown History (failed or cancelled ones are not history:
+        returns None). `box` gives a result whose job carries no Target one (tests, scripts)."""
         if not result.ok:
             return None
-        if isinstance(box, QRect):
-            box = (box.x(), box.y(), box.x() + box.width(), box.y() + box.height())
-        entry = HistoryEntry(result, tuple(int(v) for v in box) if box is not None else None,
-                             make_thumbnail(result.image))
-        self.add_entry(entry)
+        if box is not None and result.target is None:
+            if isinstance(box, QRect):
+                box = (box.x(), box.y(), box.x() + box.width(), box.y() + box.height())
+            result = Result(result.job_id, result.job.replace(target=Target(tuple(box))), image=result.image,
+                            timings=result.timings, error=result.error, model_info=result.model_info)
+        entry = self.history.add_result(result)
+        self._update_actions()
         return entry
 
     def add_entry(self, entry: HistoryEntry) -> HistoryEntry:
-        """Add an existing entry (e.g. from `entry_from_dict` when a document loads)."""
-        self.model.add(entry)
+        """Add an existing entry (e.g. from `entry_from_dict`)."""
+        self.history.add(entry)
         self._update_actions()
         return entry
 
     def entries(self) -> list[HistoryEntry]:
         """Every entry, oldest first (the order they were added)."""
-        return self.model.entries()
+        return self.history.entries()
 
     def records(self) -> list[dict[str, Any]]:
         """The history as `editor.ora.save_ora(path, document, history=...)` takes it."""
-        return [entry_to_record(entry) for entry in self.entries()]
+        return self.history.records()
 
     def load_records(self, records: Sequence[Mapping[str, Any]]) -> list[HistoryEntry]:
         """Replace the history with `records` (from `editor.ora.load_ora` or `entry_to_dict`), oldest first."""
-        self.clear()
-        return [self.add_entry(entry_from_dict(record)) for record in records]
+        entries = self.history.load_records(records)
+        self._update_actions()
+        self.preview_cleared.emit()
+        return entries
 
     def current(self) -> HistoryEntry | None:
         index = self.view.currentIndex()
@@ -566,7 +439,7 @@ class HistoryPanel(QWidget):
         if row < 0:
             return False
         was_current = self.view.currentIndex().row() == row
-        self.model.remove(entry)
+        self.history.discard(entry)
         self.discarded.emit(entry)
         if was_current:
             count = self.model.rowCount()
@@ -577,7 +450,7 @@ class HistoryPanel(QWidget):
         return True
 
     def clear(self) -> None:
-        self.model.clear()
+        self.history.clear()
         self._update_actions()
         self.preview_cleared.emit()
 
@@ -640,5 +513,5 @@ class HistoryPanel(QWidget):
         menu.popup(self.view.viewport().mapToGlobal(pos))
 
 
-__all__ = ["HistoryPanel", "HistoryEntry", "HistoryModel", "entry_to_dict", "entry_to_record", "entry_from_dict",
-           "make_thumbnail", "RECIPE_MIME"]
+__all__ = ["HistoryPanel", "HistoryEntry", "HistoryModel", "History", "entry_to_dict", "entry_to_record",
+           "entry_from_dict", "make_thumbnail", "RECIPE_MIME", "MODE_LABELS"]

@@ -3,15 +3,14 @@
 Every field is bound both ways to a setting (`editor.settings`), so the panel holds no values of
 its own and the last-used parameters, outpaint margins included, persist.
 
-`build_jobs(document, model)` turns the document (image, mask, selection) and the settings into
-one frozen job per variation; `target_box(document)` says where on the canvas their results go.
+`build_request(document, model)` turns the document and the settings into one frozen job per
+variation, each carrying where its result lands; the rules for that live in `editor.targets`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
-from PIL import Image
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QFont, QKeySequence
 from PySide6.QtWidgets import (
@@ -33,21 +32,8 @@ from PySide6.QtWidgets import (
 from editor.panels._common import HintLabel, SettingBinding, section_label
 from editor.settings import Settings
 from editor.theme import icon
-from inference.jobs import (
-    MAX_SEED,
-    BadInput,
-    Edit,
-    Generate,
-    Inpaint,
-    Job,
-    MaskOptions,
-    ModelRef,
-    Outpaint,
-    Vary,
-    random_seed,
-)
-
-Box = tuple[int, int, int, int]
+from editor.targets import NO_MARGINS, NO_MASK, Request, parse_size, plan
+from inference.jobs import MAX_SEED, Job, ModelRef, random_seed
 
 # (setting value, label) in menu order.
 MODES: tuple[tuple[str, str], ...] = (
@@ -78,33 +64,6 @@ SIZE_PRESETS: tuple[tuple[str, str], ...] = (
 )
 DEFAULT_CUSTOM = (640, 640)
 MIN_SIDE, MAX_SIDE = 64, 4096
-
-NO_MASK = "Paint a mask over the area to change first (B)"
-NO_MARGINS = "Set how far to extend the image (Left/Top/Right/Bottom), or drag a selection past its edge"
-NO_INSTRUCTION = "Say what to change first, e.g. “make it snowy”"
-NO_IMAGE = "There is no image to work on yet: open or paste one first"
-OUTSIDE = "The selection lies outside the image: select part of the image, or deselect"
-MASK_OUTSIDE = "The mask lies outside the selection: paint inside the selection, or deselect"
-
-
-def parse_size(preset: str) -> tuple[int, int] | None:
-    """(width, height) of a size_preset value ("512x768", "custom:640x480"); None for native."""
-    text = str(preset).strip().lower()
-    if text.startswith("custom:"):
-        text = text[len("custom:"):]
-    if "x" not in text:
-        return None
-    try:
-        w, h = (int(part) for part in text.split("x", 1))
-    except ValueError:
-        return None
-    return (w, h) if w > 0 and h > 0 else None
-
-
-def _intersect(a: Box, b: Box) -> Box | None:
-    left, top, right, bottom = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    return (left, top, right, bottom) if left < right and top < bottom else None
-
 
 class _SeedSpinBox(QDoubleSpinBox):
     """Seeds go to 2**32 - 1, past QSpinBox's int range: a whole-number double spin box."""
@@ -141,6 +100,7 @@ class PromptPanel(QWidget):
 
     generate_requested = Signal()
     cancel_requested = Signal()
+    cancel_all_requested = Signal()
 
     def __init__(self, settings: Settings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -336,16 +296,23 @@ class PromptPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setIcon(icon("cancel"))
         self.cancel_button.setMinimumHeight(40)
-        self.cancel_button.setToolTip("Cancel the running job (Esc)")
+        self.cancel_button.setToolTip("Cancel the running job (Esc); queued jobs still run")
         self.cancel_button.setEnabled(False)
+        self.cancel_all_button = QToolButton()
+        self.cancel_all_button.setText("All")
+        self.cancel_all_button.setMinimumHeight(40)
+        self.cancel_all_button.setToolTip("Cancel the running job and every queued one (Shift+Esc)")
+        self.cancel_all_button.setEnabled(False)
         buttons = QHBoxLayout()
         buttons.setSpacing(8)
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.cancel_all_button)
         outer.addLayout(buttons)
 
         self.generate_button.clicked.connect(self.generate_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
+        self.cancel_all_button.clicked.connect(self.cancel_all_requested)
         self.new_seed_button.clicked.connect(self.new_seed)
         self.size_combo.activated.connect(self._size_chosen)
 
@@ -488,6 +455,7 @@ class PromptPanel(QWidget):
         """A job is running: Cancel becomes active, and Generate queues another job."""
         self._busy = bool(busy)
         self.cancel_button.setEnabled(self._busy)
+        self.cancel_all_button.setEnabled(self._busy)
         self.generate_button.setText("Add to queue" if self._busy else "Generate")
 
     def is_busy(self) -> bool:
@@ -524,103 +492,22 @@ class PromptPanel(QWidget):
                 seeds.append(seed)
         return seeds
 
-    def target_box(self, document) -> Box | None:
-        """Where on the canvas the results of `build_jobs(document, ...)` go (see `build_request`)."""
-        return self._plan(document)[1]
-
     def build_jobs(self, document, model: ModelRef) -> list[Job]:
-        """One job per variation from the document and the settings.
+        """One job per variation from the document and the settings (see `build_request`)."""
+        return list(self.build_request(document, model).jobs)
+
+    def build_request(self, document, model: ModelRef) -> Request:
+        """The jobs for one Generate, each carrying where its result lands (`editor.targets.plan`).
 
         Raises BadInput with a message for the designer when the mode cannot run on what the
-        document holds (no mask to inpaint, nothing to extend, ...). When the seed is not locked,
-        the first drawn seed is shown in the seed field.
+        document holds. When the seed is not locked, the first drawn seed is shown in the seed
+        field.
         """
-        return self.build_request(document, model)[0]
-
-    def build_request(self, document, model: ModelRef) -> tuple[list[Job], Box | None]:
-        """`build_jobs` plus where the results go on the canvas.
-
-        The box is (left, top, right, bottom) in canvas pixels, for ApplyResult: the selection
-        (cropped to the canvas except for Generate), the whole canvas, or for Outpaint the canvas
-        grown by the margins (reaching past it, so applying grows the canvas). None (Generate
-        without a selection): the result goes at the top left, at its own size.
-        """
-        kind, fields, box = self._plan(document)
-        s = self.settings
-        common: dict[str, Any] = {
-            "prompt": s.prompt.strip(),
-            "negative_prompt": s.negative_prompt.strip(),
-            "model": model,
-            "steps": s.steps if s.steps > 0 else None,
-            "guidance": s.guidance if s.guidance >= 0 else None,
-            "device": None if s.device in ("", "auto") else s.device,
-        }
         seeds = self.seeds()
-        jobs = [kind(**common, **fields, seed=seed) for seed in seeds]
-        if not s.seed_locked:
-            s.seed = seeds[0]
-        return jobs, box
-
-    def _plan(self, document) -> tuple[type[Job], dict[str, Any], Box | None]:
-        """(job kind, its specific fields, target box), or BadInput."""
-        mode = self.settings.mode
-        s = self.settings
-        canvas: Box = (0, 0, int(document.width), int(document.height))
-        selection: Box | None = document.selection_box()
-
-        if mode == "generate":
-            size = parse_size(s.size_preset)
-            fields: dict[str, Any] = {}
-            if size is not None:
-                fields.update(width=size[0], height=size[1])
-            return Generate, fields, selection
-
-        if not getattr(document, "layers", None):
-            raise BadInput(NO_IMAGE)
-
-        if mode == "outpaint":
-            margins: Sequence[int] = (0, 0, 0, 0)
-            if selection is not None:
-                margins = (max(0, -selection[0]), max(0, -selection[1]),
-                           max(0, selection[2] - canvas[2]), max(0, selection[3] - canvas[3]))
-            if max(margins) == 0:
-                margins = self.margins()
-            if max(margins) == 0:
-                raise BadInput(NO_MARGINS)
-            left, top, right, bottom = (int(v) for v in margins)
-            image = document.composite()
-            box = (-left, -top, canvas[2] + right, canvas[3] + bottom)
-            return Outpaint, {"image": image, "left": left, "top": top, "right": right, "bottom": bottom}, box
-
-        # The image kinds work on the selection (cropped to the canvas), or on the whole canvas.
-        region = canvas
-        if selection is not None:
-            region = _intersect(selection, canvas)
-            if region is None:
-                raise BadInput(OUTSIDE)
-        image = _crop(document.composite(), region, canvas)
-
-        if mode == "vary":
-            return Vary, {"image": image, "strength": float(s.strength)}, region
-        if mode == "edit":
-            if not s.prompt.strip():
-                raise BadInput(NO_INSTRUCTION)
-            return Edit, {"image": image, "image_guidance": float(s.image_guidance)}, region
-        if mode == "inpaint":
-            if not document.has_mask():
-                raise BadInput(NO_MASK)
-            mask = _crop(document.mask_image(), region, canvas)
-            if mask.getbbox() is None:
-                raise BadInput(MASK_OUTSIDE)
-            # A selection is the region the model sees: run on all of it rather than around the mask.
-            options = MaskOptions(crop_padding=None) if selection is not None else MaskOptions()
-            return Inpaint, {"image": image, "mask": mask, "strength": float(s.inpaint_strength),
-                             "mask_options": options}, region
-        raise BadInput(f"Unknown mode {mode!r}.")
-
-
-def _crop(image: Image.Image, region: Box, canvas: Box) -> Image.Image:
-    return image if region == canvas else image.crop(region)
+        request = plan(document, self.settings, model, seeds)
+        if not self.settings.seed_locked:
+            self.settings.seed = seeds[0]
+        return request
 
 
 __all__ = ["PromptPanel", "MODES", "SIZE_PRESETS", "parse_size", "NO_MASK", "NO_MARGINS"]

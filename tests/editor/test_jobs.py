@@ -68,7 +68,7 @@ class Recorder:
         self.busy.append(busy)
 
     def steps(self, job_id):
-        return [p.step for p in self.progress if p.job_id == job_id]
+        return [p.step for p in self.progress if p.job_id == job_id and p.stage == "denoise"]
 
 
 def wait_result(qtbot, rec: Recorder, job_id: int, timeout: int = WAIT_MS):
@@ -148,12 +148,14 @@ def test_generate_delivers_started_progress_and_finished_in_the_gui_thread(bridg
     assert result.job_id == job_id and result.ok, result.error
     assert result.image.size == (64, 64)
     assert rec.started == [job_id]
-    # Every step was reported (the GUI was idle, so nothing needed coalescing), in order,
-    # all before `finished`.
-    assert bridge.progress_received == 3
-    steps = rec.steps(job_id)
+    # The model was loaded for this job (one "load" update first), then every step was reported
+    # (the GUI was idle, so nothing needed coalescing), in order, all before `finished`.
+    assert bridge.progress_received == 4
+    assert rec.progress[0].stage == "load"
+    denoise = [p for p in rec.progress if p.stage == "denoise"]
+    steps = [p.step for p in denoise]
     assert steps == sorted(set(steps)) and steps[-1] == 3
-    assert all(p.total == 3 for p in rec.progress)
+    assert all(p.total == 3 for p in denoise)
     assert rec.events[0] == ("started", job_id) and rec.events[-1] == ("finished", job_id)
     assert rec.wrong_thread == []
     assert bridge.running() is None and bridge.queued() == [] and not bridge.is_busy

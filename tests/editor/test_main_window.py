@@ -15,7 +15,7 @@ from inference.metadata import read_recipe
 @pytest.fixture(autouse=True)
 def no_modal_dialogs(monkeypatch):
     """A modal question would block an offscreen test forever; tests that care override this."""
-    monkeypatch.setattr(mw, "confirm_discard", lambda parent, name: True)
+    monkeypatch.setattr(mw, "ask_unsaved", lambda parent, name, unapplied: "discard")
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_save_reopen_and_export(qtbot, window, tmp_path, monkeypatch):
 def test_unsaved_changes_are_not_lost_without_asking(qtbot, window, photo, monkeypatch):
     paint_mask(window.document)
     asked = []
-    monkeypatch.setattr(mw, "confirm_discard", lambda parent, name: asked.append(name) or False)
+    monkeypatch.setattr(mw, "ask_unsaved", lambda parent, name, unapplied: asked.append(name) or "cancel")
     document = window.document
     assert not window.open_path(str(photo))
     assert asked == ["photo.png"] and window.document is document
@@ -193,14 +193,6 @@ def test_live_preview_preference(window, live):
     window._on_progress(Progress(1, 1, 2, 0.1, Image.new("RGB", (16, 16), "red")))
     assert window.canvas.has_preview is live
     assert window.progress_bar.value() == 1, "progress shows either way"
-
-
-def test_a_small_generated_image_lands_in_the_middle_of_the_canvas():
-    from editor.main_window import _centred_box
-
-    assert _centred_box((128, 128), (768, 512)) == (320, 192, 448, 320)
-    assert _centred_box((768, 512), (768, 512)) is None, "a full-size result covers the canvas"
-    assert _centred_box((1024, 64), (768, 512)) is None, "wider than the canvas: top left, the canvas grows"
 
 
 def test_saving_writes_on_a_thread_while_the_window_goes_on(qtbot, window, tmp_path, monkeypatch):
@@ -258,17 +250,16 @@ def test_closing_waits_for_a_save_in_progress(qtbot, window, tmp_path, monkeypat
 
 
 def test_a_generated_image_keeps_its_shape_in_a_wider_selection(window):
-    from inference.jobs import Generate, ModelRef, Result
+    """The target is decided when the job is built and fitted when the result comes back."""
+    from inference.jobs import ModelRef, Result
 
-    from editor.main_window import _fitted_box
-
-    assert _fitted_box((128, 128), (10, 20, 110, 60)) == (40, 20, 80, 60), "square in a 100x40 box: centred"
-    assert _fitted_box((64, 32), (0, 0, 128, 64)) == (0, 0, 128, 64), "same shape: the whole box"
+    window.settings.mode = "generate"
     window.document.set_selection((10, 20, 110, 60))
-    job = Generate(prompt="cat", model=ModelRef("builtin"))
-    window._job_boxes[7] = window.document.selection_box()
+    (job,) = window.prompt.build_request(window.document, ModelRef("builtin")).jobs[:1]
     window._on_finished(Result(7, job, image=Image.new("RGBA", (128, 128), (200, 30, 30, 255))))
-    assert window.history.current().box == (40, 20, 80, 60)
+    entry = window.history.current()
+    window._apply(entry, as_new_layer=True)
+    assert window.document.layers[-1].box == (40, 20, 80, 60), "square in a 100x40 box: centred, shape kept"
 
 
 def test_every_icon_the_ui_names_is_found(qtbot):

@@ -86,7 +86,7 @@ def test_round_trip_is_exact(doc, history, tmp_path):
 
     assert len(entries) == 2
     for got, want in zip(entries, history):
-        assert set(got) == {"id", "created", "box", "image", "job", "timings", "model_info"}
+        assert set(got) == {"id", "created", "box", "image", "job", "timings", "model_info", "target", "applied"}
         assert got["id"] == want["id"]
         assert got["created"] == want["created"]
         assert got["box"] == want["box"]

@@ -142,6 +142,11 @@ def test_fields_follow_the_mode(prompt, settings):
     assert prompt.prompt_label.text() == "Instruction"
 
 
+def _jobs_and_box(request):
+    assert all(job.target is request.target for job in request.jobs), "one target for all variations"
+    return request.jobs, request.box
+
+
 def test_build_jobs_for_each_mode(prompt, settings, doc):
     settings.prompt = "  a small boat  "
     settings.negative_prompt = "text"
@@ -153,15 +158,16 @@ def test_build_jobs_for_each_mode(prompt, settings, doc):
 
     settings.mode = "generate"
     settings.size_preset = "native"
-    (job,), box = prompt.build_request(doc, MODEL)
-    assert isinstance(job, Generate) and (job.width, job.height) == (None, None) and box is None
+    (job,), box = _jobs_and_box(prompt.build_request(doc, MODEL))
+    assert isinstance(job, Generate) and (job.width, job.height) == (None, None)
+    assert box == (0, 0, 64, 48) and job.target.fit == "centre"  # own size, in the middle
     assert (job.prompt, job.negative_prompt, job.steps, job.guidance, job.seed) == ("a small boat", "text", 3, 1.5, 11)
     assert job.model == MODEL
     settings.size_preset = "768x512"
     assert (prompt.build_jobs(doc, MODEL)[0].width, prompt.build_jobs(doc, MODEL)[0].height) == (768, 512)
 
     settings.mode = "vary"
-    (job,), box = prompt.build_request(doc, MODEL)
+    (job,), box = _jobs_and_box(prompt.build_request(doc, MODEL))
     assert isinstance(job, Vary) and job.image.size == (64, 48) and job.strength == pytest.approx(0.4)
     assert np.array_equal(np.asarray(job.image), np.asarray(doc.composite())) and box == (0, 0, 64, 48)
 
@@ -172,17 +178,19 @@ def test_build_jobs_for_each_mode(prompt, settings, doc):
 
     settings.mode = "inpaint"
     paint_mask(doc)
-    (job,), box = prompt.build_request(doc, MODEL)
+    (job,), box = _jobs_and_box(prompt.build_request(doc, MODEL))
     assert isinstance(job, Inpaint) and job.mask.size == job.image.size == (64, 48)
     assert job.strength == pytest.approx(1.0)  # its own strength, not Vary's 0.4
     settings.inpaint_strength = 0.75
     assert prompt.build_jobs(doc, MODEL)[0].strength == pytest.approx(0.75) and settings.strength == pytest.approx(0.4)
     assert np.array_equal(np.asarray(job.mask), doc.mask) and box == (0, 0, 64, 48)
     assert job.mask_options.crop_padding is not None
+    assert job.target.composite == "masked" and job.target.mask.size == (64, 48)
+    assert job.target.layer == doc.active_layer.id
 
     # A selection is the region to work in: image and mask cropped to it, results go back there.
     doc.set_selection((8, 4, 48, 40))
-    (job,), box = prompt.build_request(doc, MODEL)
+    (job,), box = _jobs_and_box(prompt.build_request(doc, MODEL))
     assert job.image.size == (40, 36) and box == (8, 4, 48, 40)
     assert np.array_equal(np.asarray(job.mask), doc.mask[4:40, 8:48])
     assert job.mask_options.crop_padding is None
@@ -190,13 +198,13 @@ def test_build_jobs_for_each_mode(prompt, settings, doc):
     # Outpaint: margins from a selection reaching past the edges ...
     settings.mode = "outpaint"
     doc.set_selection((-16, 0, 80, 48))
-    (job,), box = prompt.build_request(doc, MODEL)
+    (job,), box = _jobs_and_box(prompt.build_request(doc, MODEL))
     assert isinstance(job, Outpaint) and (job.left, job.top, job.right, job.bottom) == (16, 0, 16, 0)
     assert box == (-16, 0, 80, 48) and job.image.size == (64, 48)
     # ... or from the spin boxes when the selection stays inside.
     doc.set_selection(None)
     prompt.set_margins(0, 32, 0, 0)
-    (job,), box = prompt.build_request(doc, MODEL)
+    (job,), box = _jobs_and_box(prompt.build_request(doc, MODEL))
     assert (job.left, job.top, job.right, job.bottom) == (0, 32, 0, 0) and box == (0, -32, 64, 48)
 
 
