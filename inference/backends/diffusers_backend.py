@@ -9,7 +9,6 @@ never pays for the decoder and the Result can report encode/denoise/decode times
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -23,7 +22,7 @@ from PIL import Image
 from inference.device import dtype_name, pick_device, pick_dtype
 from inference.jobs import BadInput, Cancelled, JobError, ModelMissing, ModelRef, NetworkUnavailable
 from inference.models.presets import SCHEDULERS, Preset, match_preset, with_steps_from_name
-from inference.models.store import locate
+from inference.models.store import CHECKPOINT_SUFFIXES, check_pipeline_folder, locate, looks_like_repo_id
 from inference.previews import latents_to_preview
 
 StepCallback = Callable[[int, int, "torch.Tensor | None"], None]
@@ -211,7 +210,8 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
             path = located.path
             if located.kind == "repo":
                 path = _snapshot(located.path)
-            index = json.loads((Path(path) / "model_index.json").read_text(encoding="utf-8"))
+            label = located.path if located.kind == "repo" else Path(path).name
+            index = check_pipeline_folder(path, label)
             if "safety_checker" in index:
                 # Local editing, like every desktop SD tool: no NSFW filter blacking out results.
                 kwargs["safety_checker"] = None
@@ -286,6 +286,12 @@ def _snapshot(repo_id: str) -> str:
     return snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=ignore)
 
 
+def _lora_repo_id(source: str) -> bool:
+    """Whether a LoRA source that is not on disk is meant as a Hub repo id ("owner/name"), not
+    a file: a name ending in a weight suffix ("styles/ink.safetensors") is a path."""
+    return looks_like_repo_id(source) and not source.lower().endswith(CHECKPOINT_SUFFIXES + (".bin", ".pt"))
+
+
 def _load_loras(pipe: Any, ref: ModelRef) -> None:
     if not ref.loras:
         return
@@ -293,6 +299,10 @@ def _load_loras(pipe: Any, ref: ModelRef) -> None:
     for i, lora in enumerate(ref.loras):
         path = Path(lora.source).expanduser()
         name = f"lora{i}"
+        if not path.exists() and not _lora_repo_id(lora.source):
+            raise BadInput(f"The LoRA file {path.name} was not found.",
+                           f"No such file: {path.absolute()}. Check the path, or give a Hugging Face repo id "
+                           "(owner/name) for a LoRA from the Hub.")
         try:
             if path.is_file():
                 pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name)

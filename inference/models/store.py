@@ -93,6 +93,72 @@ def locate(source: str) -> Located:
     raise ModelMissing(f"Model not found: {source}", f"No such file or folder, and not in {models_dir()}.")
 
 
+MODEL_WEIGHTS = (".safetensors", ".bin")  # what diffusers and transformers read a component from
+
+
+def check_pipeline_folder(path: str | Path, label: str, skip: tuple[str, ...] = ("safety_checker",)) -> dict:
+    """The parsed model_index.json of a diffusers folder, or ModelMissing saying plainly what is
+    wrong with it: no or unreadable model_index.json, a component folder it lists that is
+    missing or empty, a component without its config (or with a broken one), or a model
+    component without weights.
+
+    diffusers reports all of these as "no file named config.json found in directory ..." (for
+    a missing unet folder it names the top folder) or as a bare JSONDecodeError; checking the
+    layout first costs a few stat calls. `label` names the model for the designer (the folder's
+    name, or a repo id). Components in `skip` are not looked at: the loader never reads the
+    safety checker (it passes None), and many shared folders have it deleted."""
+    root = Path(path)
+    index_file = root / "model_index.json"
+    if not index_file.is_file():
+        raise ModelMissing(
+            f"{label} is not a diffusers model folder: it has no model_index.json.",
+            f"Looked in {root}. Point to the folder that contains model_index.json, "
+            "or to a single .safetensors checkpoint file.")
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelMissing(f"{label} is damaged: its model_index.json is not valid JSON.",
+                           f"{index_file}: {exc}. Download or copy the model again.") from exc
+    if not isinstance(index, dict) or not isinstance(index.get("_class_name"), str):
+        raise ModelMissing(f"{label} is damaged: its model_index.json does not describe a pipeline.",
+                           f"{index_file} has no _class_name. Download or copy the model again.")
+    # Components are the ["library", "Class"] entries; [null, null] means "not part of this model".
+    components = {name: value[1] for name, value in index.items()
+                  if not name.startswith("_") and isinstance(value, list) and len(value) == 2
+                  and isinstance(value[1], str) and name not in skip}
+    missing = [name for name in components if not (root / name).is_dir()]
+    if missing:
+        names = " and ".join(missing) if len(missing) <= 2 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        raise ModelMissing(
+            f"{label} is incomplete: the {names} folder{'s are' if len(missing) > 1 else ' is'} missing.",
+            f"model_index.json in {root} lists {', '.join(f'{n} ({components[n]})' for n in missing)}. "
+            "Download or copy the whole model folder again.")
+    for name, cls in components.items():
+        folder = root / name
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        if not files:
+            raise ModelMissing(f"{label} is incomplete: its {name} folder is empty.",
+                               f"{folder} holds no files. Download or copy the model again.")
+        if "Tokenizer" in cls:
+            continue  # tokenizers come in several file layouts; transformers explains its own
+        config = ("scheduler_config.json" if cls.endswith("Scheduler") else
+                  "preprocessor_config.json" if cls.endswith(("ImageProcessor", "FeatureExtractor")) else
+                  "config.json")
+        try:
+            json.loads((folder / config).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelMissing(f"{label} is incomplete: {name}/{config} is missing.",
+                               f"{folder} has no {config}. Download or copy the model again.") from exc
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ModelMissing(f"{label} is damaged: {name}/{config} is not valid JSON.",
+                               f"{folder / config}: {exc}. Download or copy the model again.") from exc
+        if config == "config.json" and not any(f.suffix in MODEL_WEIGHTS for f in files):
+            raise ModelMissing(f"{label} is incomplete: its {name} folder has no weights.",
+                               f"{folder} has no {' or '.join(MODEL_WEIGHTS)} file. "
+                               "Download or copy the model again.")
+    return index
+
+
 def _task_from_index(index: dict) -> str:
     name = index.get("_class_name", "")
     if "Pix2Pix" in name:

@@ -129,3 +129,53 @@ def test_scheduler_overrides_do_not_leak_between_runs(tiny_sd):
         assert np.array_equal(run(scheduler="euler"), plain)
     finally:
         engine.unload()
+
+
+def _remove(path):
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: _remove(d / "unet"), r"my-model is incomplete: the unet folder is missing"),
+    (lambda d: (_remove(d / "unet"), _remove(d / "vae")), r"the unet and vae folders are missing"),
+    (lambda d: [_remove(f) for f in (d / "unet").iterdir()], r"its unet folder is empty"),
+    (lambda d: _remove(d / "unet" / "config.json"), r"incomplete: unet/config\.json is missing"),
+    (lambda d: (d / "unet" / "config.json").write_text("{"), r"damaged: unet/config\.json is not valid JSON"),
+    (lambda d: _remove(d / "unet" / "diffusion_pytorch_model.safetensors"), r"its unet folder has no weights"),
+    (lambda d: (d / "scheduler" / "scheduler_config.json").rename(d / "scheduler" / "config.json"),
+     r"scheduler/scheduler_config\.json is missing"),
+    (lambda d: _remove(d / "tokenizer"), r"the tokenizer folder is missing"),
+    (lambda d: (d / "model_index.json").write_text("{"), r"damaged: its model_index\.json is not valid JSON"),
+    (lambda d: (d / "model_index.json").write_text("[]"), r"model_index\.json does not describe a pipeline"),
+])
+def test_an_incomplete_model_folder_says_what_is_wrong_with_it(tmp_path, tiny_sd, change, words):
+    """Not diffusers' "no file named config.json found in directory": the folder, and what it lacks."""
+    folder = shutil.copytree(tiny_sd, tmp_path / "my-model")
+    change(folder)
+    engine = Engine()
+    with pytest.raises(ModelMissing, match=words) as caught:
+        engine.run(1, Generate(prompt="x", model=ModelRef(str(folder))), lambda p: None, lambda: False)
+    assert "no file named" not in caught.value.message and "Expecting" not in caught.value.message
+
+
+def test_a_cached_repo_missing_a_component_names_the_repo(tmp_path, monkeypatch, tiny_sd):
+    from huggingface_hub import constants
+
+    partial = shutil.copytree(tiny_sd, tmp_path / "partial")
+    shutil.rmtree(partial / "vae")
+    fake_hub_cache(tmp_path / "hub", "quickbrush-tests/half-downloaded", partial)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelMissing, match="quickbrush-tests/half-downloaded is incomplete: the vae folder"):
+        Engine().run(1, Generate(prompt="x", model=ModelRef("quickbrush-tests/half-downloaded")),
+                     lambda p: None, lambda: False)
+
+
+def test_a_folder_without_the_safety_checker_it_lists_still_loads(tmp_path, tiny_sd):
+    """Many shared SD 1.5 folders have their safety_checker deleted; Quickbrush never loads it."""
+    import json
+
+    folder = shutil.copytree(tiny_sd, tmp_path / "no-checker")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    assert store.check_pipeline_folder(folder, "no-checker")["_class_name"] == "StableDiffusionPipeline"
