@@ -1,11 +1,22 @@
-"""The `quickbrush` entry point: the QApplication, its theme and the main window."""
+"""The `quickbrush` entry point: the QApplication, its theme and the main window.
+
+At start-up it also tidies what a killed Quickbrush may have left (the hidden temporary files of
+saves that never finished) and offers to recover each document a Quickbrush that did not close
+had autosaved (editor.autosave). Dialogs go through the module-level `ask_*` and `confirm_*`
+functions, so tests can replace them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger("quickbrush")
+# Windows opened for recovered documents beyond the first: kept here, or Python would collect them.
+_windows: list[Any] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,14 +46,135 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_dark_theme(app)
     window = MainWindow()
     window.show()
+    clean_stale_temps_at_start(window.settings.recent_files)
     if args.file:
         window.open_path(args.file)
-    logger = logging.getLogger("quickbrush")
+    logger = log
     screen = window.screen()
     logger.info("window at %s on a %dx%d screen at %gx", _global_rect(window), screen.availableGeometry().width(),
                 screen.availableGeometry().height(), screen.devicePixelRatio())
     logger.info("window shown; canvas at %s", _global_rect(window.canvas))
+    offer_recovery(window, new_window=lambda: _new_window(MainWindow))
     return app.exec()
+
+
+def _new_window(factory: Callable[[], Any]) -> Any:
+    window = factory()
+    window.show()
+    _windows.append(window)
+    return window
+
+
+# --------------------------------------------------------------------------- start-up tidying
+
+
+def clean_stale_temps_at_start(recent_files: Sequence[str], folder: Path | None = None) -> None:
+    """Remove the temporary files of saves that a killed Quickbrush left, in the autosave folder
+    and beside the recent files (those of a save still running elsewhere are kept)."""
+    from editor.autosave import autosave_dir
+    from inference.files import clean_stale_temps
+
+    places = [folder or autosave_dir()]
+    for path in recent_files:
+        parent = Path(path).parent
+        if parent not in places:
+            places.append(parent)
+    for place in places:
+        removed = clean_stale_temps(place)
+        if removed:
+            log.info("removed %d stale temporary file(s) in %s", len(removed), place)
+
+
+# --------------------------------------------------------------------------- recovery dialogs (patchable)
+
+
+def ask_recover(parent: Any, autosave: Any) -> str:
+    """Offer one autosaved document: "recover", "discard" or "later" (ask at the next start)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("Recover unsaved work")
+    box.setText(f"Quickbrush did not close properly. {autosave.name} has unsaved changes, "
+                f"autosaved {autosave.when}.")
+    where = autosave.belongs_to
+    box.setInformativeText(
+        "Recover them? The document opens as it was then: layers, mask, selection and history. "
+        + (f"Save it to keep the changes in {where}." if autosave.path else
+           f"It was opened from {where}; save it to keep the changes." if where else
+           "It was never saved; save it to keep it."))
+    recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
+    discard = box.addButton("Discard…", QMessageBox.ButtonRole.DestructiveRole)
+    later = box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(recover)
+    box.setEscapeButton(later)
+    box.exec()
+    clicked = box.clickedButton()
+    return "recover" if clicked is recover else "discard" if clicked is discard else "later"
+
+
+def confirm_discard_autosave(parent: Any, autosave: Any) -> bool:
+    """Ask before an autosave is deleted; True means delete it."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Discard unsaved work")
+    box.setText(f"Discard the unsaved changes to {autosave.name} from {autosave.when}?")
+    box.setInformativeText("They are deleted for good and cannot be recovered afterwards.")
+    delete = box.addButton("Discard changes", QMessageBox.ButtonRole.DestructiveRole)
+    keep = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(keep)
+    box.setEscapeButton(keep)
+    box.exec()
+    return box.clickedButton() is delete
+
+
+def offer_recovery(window: Any, new_window: Callable[[], Any] | None = None,
+                   folder: Path | None = None) -> list[Any]:
+    """Offer each document a Quickbrush that did not close autosaved, newest first; return
+    the recovered documents. The first opens in `window` while that holds nothing yet (no
+    file, no changes), the others in windows from `new_window`. A damaged autosave is
+    skipped, its message shown in the window's banner."""
+    from editor.autosave import find_recoverable, recover
+    from inference.jobs import JobError
+
+    found = find_recoverable(folder)
+    problems = list(found.problems)
+    recovered = []
+    for autosave in found.autosaves:
+        log.info("recovery offered for %s, autosaved %s (%s)", autosave.name, autosave.when, autosave.ora)
+        while True:
+            choice = ask_recover(window, autosave)
+            if choice != "discard" or confirm_discard_autosave(window, autosave):
+                break
+        if choice == "later":
+            log.info("recovery of %s left for later", autosave.name)
+            continue
+        if choice == "discard":
+            autosave.delete()
+            continue
+        target = window if _is_empty(window) else (new_window() if new_window else None)
+        if target is None:
+            log.info("no window for %s; left for the next start", autosave.name)
+            continue
+        try:
+            recovered.append(recover(autosave, target))
+        except JobError as error:
+            problems.append(error)
+            continue
+        target.canvas.fit()
+    if len(problems) == 1:
+        window.show_error(problems[0].message, problems[0].details)
+    elif problems:
+        window.show_error(f"{len(problems)} autosaved documents are damaged and could not be recovered; "
+                          "they were skipped.", "\n\n".join(f"{p.message}\n{p.details}" for p in problems))
+    return recovered
+
+
+def _is_empty(window: Any) -> bool:
+    document = window.document
+    return not (document.needs_saving or document.path or getattr(document, "source_path", None))
 
 
 def _global_rect(widget) -> str:

@@ -144,6 +144,11 @@ def test_nothing_is_written_while_the_document_is_clean(qtbot, window, photo):
     window.autosave.wait()
     assert files() == []
     paint(window.document)
+    window.document.undo_stack.undo()  # back to the file's state: changed, but nothing to save
+    window.autosave.tick()
+    window.autosave.wait()
+    assert files() == []
+    window.document.undo_stack.redo()
     saved_once(qtbot, window.autosave, window.autosave.tick)
     assert files() == sorted([f"{window.document.uid}.json", f"{window.document.uid}.ora"])
 
