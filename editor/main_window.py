@@ -621,6 +621,11 @@ class MainWindow(QMainWindow):
         request = self.prompt.build_request(self.document, self.models.model_ref())
         for job in request.jobs:
             self.bridge.submit(job)
+        # The designer typed a prompt and pressed Ctrl+Enter: painting comes next, so the canvas
+        # takes the keys again (B, E, H, X would otherwise type into the prompt box).
+        focused = QApplication.focusWidget()
+        if focused is not None and self.prompt.isAncestorOf(focused):
+            self.canvas.setFocus()
         log.info("queued %d %s job(s)", len(request.jobs), request.jobs[0].kind if request.jobs else "")
 
     def cancel(self) -> None:

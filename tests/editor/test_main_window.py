@@ -290,3 +290,112 @@ def test_the_about_box_credits_every_source_the_shipped_model_learnt_from():
     config = json.loads((assets_dir() / "models" / "builtin" / "quickbrush_builtin.json").read_text())
     for source in config["data_sources"]:
         assert CREDITS[source] in mw.ABOUT_TEXT, source
+
+
+# --------------------------------------------------------------------------- issue 16's defects
+
+
+def _fake_result(window, seed=21, job_id=900):
+    """A finished Generate as if the worker gave it: built from the window's own request."""
+    from inference.jobs import ModelRef, Result
+
+    window.settings.mode = "generate"
+    window.settings.seed, window.settings.seed_locked = seed, True
+    (job,) = window.prompt.build_request(window.document, ModelRef("builtin")).jobs[:1]
+    result = Result(job_id, job, image=Image.new("RGBA", (32, 32), (200, 30, 30, 255)))
+    window._on_finished(result)
+    return window.history.entries()[-1]
+
+
+def test_new_starts_untitled_with_no_folder_of_the_last_document(qtbot, window, monkeypatch):
+    """Defect 4: New kept the opened photo's name in the title and the Save As suggestion."""
+    assert window.windowTitle().startswith("photo.png")
+    monkeypatch.setattr(mw, "ask_new_size", lambda parent, default: (64, 64))
+    window.new_document()
+    assert window.windowTitle().startswith("Untitled")
+    suggested = []
+    monkeypatch.setattr(mw, "ask_save_path", lambda parent, s: suggested.append(s) or None)
+    window.save_as()
+    assert suggested == ["Untitled.ora"]
+
+
+def test_export_takes_the_documents_own_recipe(qtbot, window, tmp_path, monkeypatch):
+    """Defect 3: the recipe lived in the window, leaked into the next document, and was lost on reopen."""
+    entry = _fake_result(window, seed=21)
+    window._apply(entry, as_new_layer=True)
+    window.export(str(tmp_path / "a.png"))
+    assert read_recipe(tmp_path / "a.png")["job"]["seed"] == 21
+    window.document.undo_stack.undo()  # un-applied: the picture no longer holds that result
+    window.export(str(tmp_path / "b.png"))
+    assert read_recipe(tmp_path / "b.png") is None
+    window.document.undo_stack.redo()
+
+    monkeypatch.setattr(mw, "ask_save_path", lambda parent, s: str(tmp_path / "art.ora"))
+    assert window.save()
+    window.wait_for_save()
+    monkeypatch.setattr(mw, "ask_new_size", lambda parent, default: (64, 64))
+    window.new_document()
+    window.export(str(tmp_path / "c.png"))
+    assert read_recipe(tmp_path / "c.png") is None, "a new document has no recipe of the last one"
+    assert window.open_path(str(tmp_path / "art.ora"))
+    window.export(str(tmp_path / "d.png"))
+    assert read_recipe(tmp_path / "d.png")["job"]["seed"] == 21, "the recipe survives a reopen"
+
+
+def test_quitting_with_unapplied_results_offers_save_discard_cancel(qtbot, window, tmp_path, monkeypatch):
+    """Defect 2: unapplied results vanished on quit without a word (only Discard and Cancel)."""
+    window.document.mark_saved()
+    _fake_result(window)
+    assert window.document.needs_saving and "*" in window.windowTitle()
+    asked = []
+    monkeypatch.setattr(mw, "ask_unsaved", lambda parent, name, unapplied: asked.append(unapplied) or "cancel")
+    assert not window.close() and window.isVisible(), "Cancel keeps the window and its results"
+    assert asked == [1]
+    target = tmp_path / "kept.ora"
+    monkeypatch.setattr(mw, "ask_unsaved", lambda parent, name, unapplied: "save")
+    monkeypatch.setattr(mw, "ask_save_path", lambda parent, s: str(target))
+    assert window.close()
+    from editor.ora import load_ora
+
+    _doc, records = load_ora(target)
+    assert len(records) == 1 and records[0]["applied"] is None, "the unapplied result was saved"
+
+
+def test_cancel_all_stops_the_queue_and_loading_shows_only_when_loading(qtbot, window):
+    """Defect 6: Esc cancelled only the running job, and every job said "loading model…"."""
+    texts = []
+    real = window.worker_label.setText
+    window.worker_label.setText = lambda text: (texts.append(text), real(text))[1]
+    window.settings.mode = "vary"
+    window.settings.variations = 1
+    window.generate()
+    wait_for_results(qtbot, window, 1)
+    assert any("loading model" in t for t in texts), "the first job loads the model"
+    texts.clear()
+    window.settings.variations = 6
+    finished = []
+    window.bridge.finished.connect(finished.append)
+    window.generate()
+    window.cancel_all()
+    qtbot.waitUntil(lambda: len(finished) == 6, timeout=60_000)
+    assert all(r.cancelled for r in finished[1:]), "the queued ones never ran"
+    assert not any("loading model" in t for t in texts), "the model was loaded already"
+    assert window.actions_["cancel_all"].shortcut().toString() == "Shift+Esc"
+
+
+def test_after_generating_from_the_prompt_single_letter_shortcuts_reach_the_canvas(qtbot, window):
+    """Defect 7: after typing a prompt and Ctrl+Enter, B, E, H and X typed into the prompt box."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window.settings.mode = "vary"
+    window.canvas.tool_state.set_tool("eraser")
+    edit = window.prompt.prompt_edit
+    edit.setFocus()
+    QTest.keyClicks(edit, " sky")
+    text = edit.toPlainText()
+    QTest.keyClick(edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert window.canvas.hasFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_B)
+    assert window.canvas.tool_state.tool == "brush" and edit.toPlainText() == text
+    wait_for_results(qtbot, window, 1)
