@@ -1,4 +1,4 @@
-"""The dependency rule of DESIGN.md: inference never imports Qt or the editor."""
+"""The dependency rule of docs/architecture.md: inference never imports Qt or the editor."""
 
 import pkgutil
 import subprocess
