@@ -115,6 +115,8 @@ _MAX_PNG_TEXT_BYTES = 64 * 1024 * 1024
 _MAX_XML_BYTES = 16 * 1024 * 1024
 _MAX_JSON_BYTES = 64 * 1024 * 1024
 _MAX_SMALL_BYTES = 1024
+# Recipes, timings and model info nest a few levels; Python's own JSON writer recurses.
+_MAX_JSON_DEPTH = 32
 # A side of any image or the canvas; with check_pixels this keeps every array and QImage sane.
 _MAX_SIDE = 1 << 18
 # Offsets (a layer's, a group's, their sums), the selection and history boxes.
@@ -578,9 +580,13 @@ class _Archive:
     def json(self, name: str, what: str) -> Any:
         text = self.text(name, what, _MAX_JSON_BYTES)
         try:
-            return json.loads(text, parse_constant=_no_constant)
+            data = json.loads(text, parse_constant=_no_constant)
         except (ValueError, RecursionError) as error:  # RecursionError: [[[[...]]]] nested deep
             raise self.damaged(what, error) from error
+        if _depth(data) > _MAX_JSON_DEPTH:
+            # Loaded, it would be saved again: deep enough data breaks whatever walks it recursively.
+            raise self.damaged(what, f"nested more than {_MAX_JSON_DEPTH} levels deep")
+        return data
 
     def header(self, name: Any, what: str) -> _Image:
         """An image part's size from its PNG header, without decoding it; checked on its own."""
@@ -591,7 +597,11 @@ class _Archive:
                                                           formats=["PNG"]) as image:
                 width, height = image.size
         except Image.DecompressionBombError as error:
-            raise self.too_large(what, str(error)) from error
+            # Pillow's own limit is MAX_PIXELS (inference.images sets it): the same refusal in
+            # the same words as check_pixels, without the size Pillow does not hand back.
+            limit = MAX_PIXELS // 1_000_000
+            raise BadInput(f"{what[0].upper()}{what[1:]} in {self.label} is too large: over {limit} megapixels. "
+                           f"Quickbrush opens images of up to {limit} megapixels.", str(error)) from error
         except UnidentifiedImageError as error:
             raise self.damaged(what, "not a PNG image: " + str(error)) from error
         except Exception as error:
@@ -652,6 +662,19 @@ class _Bounded:
 
     def tell(self) -> int:
         return self.raw.tell()
+
+
+def _depth(data: Any) -> int:
+    """How deeply JSON data nests (iteratively: the data may be deeper than the call stack)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        value, level = todo.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, level)
+            todo.extend((item, level + 1) for item in value)
+    return deepest
 
 
 def _no_constant(name: str) -> Any:
@@ -846,7 +869,7 @@ def _read(archive: _Archive) -> _State:
         return parts[key]
 
     reach = max(state.width, state.height, _MIN_REACH)
-    pixels = 0
+    pixels = state.width * state.height  # the Document's mask, stored in the file or not
     for layer in layers:
         what = f"the layer “{_shown(layer.name)}”" if layer.name else "a layer"
         if layer.src is None:
@@ -861,8 +884,6 @@ def _read(archive: _Archive) -> _State:
                            f"a layer may reach {reach} pixels past the canvas")
         layer.part = part
         pixels += width * height
-    if mask_part is not None:
-        pixels += state.width * state.height
     for record in records:
         for key, name in record.input_names.items():
             record.inputs[key] = header(name, f"the input {key} of {record.item}")

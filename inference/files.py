@@ -62,7 +62,9 @@ _SAVE_REASONS = {
 
 def _save_error(path: Path, error: BaseException) -> SaveError:
     reason = None
-    if isinstance(error, OSError):
+    if isinstance(error, MemoryError):
+        reason = "there is not enough memory"
+    elif isinstance(error, OSError):
         reason = _SAVE_REASONS.get(error.errno)  # type: ignore[arg-type]
         if reason is None and error.strerror:
             reason = error.strerror[0].lower() + error.strerror[1:]

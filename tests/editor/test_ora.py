@@ -379,3 +379,623 @@ def test_missing_file_raises_bad_input(qapp, tmp_path):
     with pytest.raises(BadInput, match="folder"):
         load_ora(tmp_path)
 
+
+
+# --------------------------------------------------------------------------- what a file may ask for
+# A document is a description of memory to allocate. Each limit is checked before anything is
+# decoded: these tests make decoding itself fail loudly, so a refusal that comes too late shows.
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any PNG decoded from now on fails the test (headers may still be read)."""
+    from PIL import ImageFile
+
+    def decode(self, *args, **kwargs):
+        raise AssertionError(f"decoded a {self.size} image although the file was to be refused first")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+
+
+def _png_of_size(width: int, height: int) -> bytes:
+    """A real PNG of that size that costs almost nothing: one bit a pixel, all black."""
+    out = io.BytesIO()
+    Image.new("1", (width, height)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _layers_xml(width, height, layers) -> str:
+    """stack.xml with `layers` given as dicts of attributes, topmost first."""
+    body = "".join("<layer " + " ".join(f'{k}="{v}"' for k, v in attrs.items()) + "/>" for attrs in layers)
+    return f'<image w="{width}" h="{height}"><stack>{body}</stack></image>'
+
+
+def test_forty_layers_of_one_huge_png_are_refused_before_decoding(qapp, tmp_path, no_decoding):
+    # 40 x 8000 x 8000 RGBA would be 10 GB, from a file of a few kilobytes.
+    path = tmp_path / "bomb.ora"
+    layers = [{"name": f"L{i}", "src": "data/big.png"} for i in range(40)]
+    _write_foreign(path, _layers_xml(100, 100, layers), {"data/big.png": _png_of_size(8000, 8000)})
+    assert path.stat().st_size < 100_000
+    with pytest.raises(BadInput) as caught:
+        load_ora(path)
+    message = caught.value.message
+    assert "bomb.ora" in message and "too large" in message and "megapixels" in message
+
+
+def test_one_layer_over_the_image_limit_is_refused_from_its_header(qapp, tmp_path, no_decoding):
+    path = tmp_path / "huge.ora"
+    _write_foreign(path, _layers_xml(100, 100, [{"name": "Sky", "src": "data/sky.png"}]),
+                   {"data/sky.png": _png_of_size(20_000, 20_000)})
+    with pytest.raises(BadInput) as caught:
+        load_ora(path)
+    assert caught.value.message.startswith("The image of the layer “Sky” in huge.ora is too large")
+    assert "300 megapixels" in caught.value.message
+
+
+def test_a_canvas_over_the_image_limit_is_refused(qapp, tmp_path, no_decoding):
+    path = tmp_path / "wide.ora"
+    _write_foreign(path, _layers_xml(100_000, 100_000, []), {})
+    with pytest.raises(BadInput, match="wide.ora is too large: 100000 × 100000 pixels"):
+        load_ora(path)
+
+
+def test_history_images_count_towards_the_budget(doc, history, tmp_path, no_decoding):
+    big = _png_of_size(8000, 8000)
+    data = _rewrite(_valid_bytes(doc, history, tmp_path),
+                    lambda n, b: big if n.startswith("quickbrush/history/") else b)
+    # Twenty entries sharing one 64-megapixel image each decode to their own copy.
+    def more_entries(name, raw):
+        if name != "quickbrush/history.json":
+            return raw
+        import json
+        data = json.loads(raw)
+        data["entries"] = data["entries"][:1] * 20
+        return json.dumps(data).encode()
+
+    path = tmp_path / "history.ora"
+    path.write_bytes(_rewrite(data, more_entries))
+    with pytest.raises(BadInput, match="history.ora is too large to open"):
+        load_ora(path)
+
+
+def test_mask_of_the_wrong_size_is_refused_from_its_header(doc, tmp_path, no_decoding):
+    data = _rewrite(_valid_bytes(doc, None, tmp_path),
+                    lambda n, b: _png_of_size(8000, 8000) if n == "quickbrush/mask.png" else b)
+    path = tmp_path / "mask.ora"
+    path.write_bytes(data)
+    with pytest.raises(BadInput, match="mask.ora is damaged or incomplete: the mask"):
+        load_ora(path)
+
+
+def _set_declared_size(data: bytes, name: str, size: int) -> bytes:
+    """The zip `data` with the uncompressed size the central directory declares for `name` changed
+    (what a zip bomb does: the data inflates to far more than the file holds)."""
+    import struct
+
+    data = bytearray(data)
+    entry = data.find(b"PK\x01\x02" + data[data.find(b"PK\x01\x02") + 4:][:0])
+    while entry != -1:
+        name_len = struct.unpack_from("<H", data, entry + 28)[0]
+        if data[entry + 46:entry + 46 + name_len] == name.encode():
+            struct.pack_into("<I", data, entry + 24, size)
+            return bytes(data)
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    raise AssertionError(name)
+
+
+def test_a_huge_part_is_refused_without_being_read(qapp, tmp_path, monkeypatch):
+    png = _png_of_size(4, 4)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("mimetype"), b"image/openraster")
+        zf.writestr("stack.xml", _layers_xml(4, 4, [{"name": "Ink", "src": "data/ink.png"}]))
+        zf.writestr("data/ink.png", png, compress_type=zipfile.ZIP_DEFLATED)
+    path = tmp_path / "bomb.ora"
+    path.write_bytes(_set_declared_size(buffer.getvalue(), "data/ink.png", 3 << 30))  # 3 GiB
+
+    asked = []
+    real_read = zipfile.ZipExtFile.read
+
+    def read(self, n=-1):
+        asked.append(n)
+        return real_read(self, n)
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
+    with pytest.raises(BadInput) as caught:
+        load_ora(path)
+    assert "bomb.ora cannot be opened safely" in caught.value.message
+    assert "unreasonably large" in caught.value.message
+    assert -1 not in asked and all(n is not None and n < 1 << 27 for n in asked)
+
+
+def test_a_layer_list_over_its_size_is_refused(qapp, tmp_path):
+    path = tmp_path / "long.ora"
+    comment = "<!-- " + "x" * (17 << 20) + " -->"
+    _write_foreign(path, _layers_xml(4, 4, []).replace("<stack>", "<stack>" + comment), {})
+    with pytest.raises(BadInput, match="long.ora cannot be opened safely: the layer list"):
+        load_ora(path)
+
+
+def test_two_thousand_nested_stacks_open(qapp, tmp_path):
+    depth = 2000
+    stack = "".join(f'<stack name="g{i}" x="1">' for i in range(depth))
+    stack += '<layer name="Deep" src="data/a.png" x="1" y="2"/>' + "</stack>" * depth
+    path = tmp_path / "deep.ora"
+    _write_foreign(path, f'<image w="8" h="8"><stack>{stack}</stack></image>',
+                   {"data/a.png": _png_bytes(np.full((2, 2, 4), 200, np.uint8))})
+    doc, _ = load_ora(path)
+    (layer,) = doc.layers
+    assert (layer.x, layer.y) == (depth + 1, 2)
+    assert layer.name.startswith("g0 / g1 / ") and len(layer.name) <= 500
+
+
+@pytest.mark.parametrize("offset", ["1e300", "-1e300", "nan", "inf", "1e9", "99999999999999999999", "12px", ""])
+def test_impossible_offsets_are_refused(qapp, tmp_path, offset):
+    path = tmp_path / "far.ora"
+    _write_foreign(path, _layers_xml(8, 8, [{"name": "Ink", "src": "data/a.png", "x": offset}]),
+                   {"data/a.png": _png_bytes(np.zeros((2, 2, 4), np.uint8))})
+    with pytest.raises(BadInput) as caught:
+        load_ora(path)
+    message = caught.value.message
+    assert message.startswith("far.ora is damaged") and "“Ink”" in message and "\n" not in message
+
+
+def test_whole_offsets_written_as_decimals_are_read(qapp, tmp_path):
+    path = tmp_path / "decimal.ora"
+    _write_foreign(path, _layers_xml(8, 8, [{"name": "Ink", "src": "data/a.png", "x": "3.0", "y": " -2 "}]),
+                   {"data/a.png": _png_bytes(np.zeros((2, 2, 4), np.uint8))})
+    (layer,) = load_ora(path)[0].layers
+    assert (layer.x, layer.y) == (3, -2)
+
+
+def test_a_layer_far_beyond_the_canvas_is_refused(qapp, tmp_path, no_decoding):
+    path = tmp_path / "away.ora"
+    _write_foreign(path, _layers_xml(64, 64, [{"name": "Lost", "src": "data/a.png", "x": "1000000"}]),
+                   {"data/a.png": _png_of_size(8, 8)})
+    with pytest.raises(BadInput, match="away.ora cannot be opened safely: the layer “Lost”.*reaches far beyond"):
+        load_ora(path)
+
+
+def test_a_layer_kept_past_a_cropped_canvas_still_opens(qapp, tmp_path):
+    # Quickbrush keeps the pixels a smaller canvas crops: a 3000 px layer on a 100 px canvas.
+    doc = Document(100, 100)
+    doc.layers.append(Layer("Wide", np.full((10, 3000, 4), 9, np.uint8), x=-1450, y=0))
+    save_ora(tmp_path / "cropped.ora", doc)
+    (layer,) = load_ora(tmp_path / "cropped.ora")[0].layers
+    assert (layer.x, layer.width) == (-1450, 3000)
+
+
+XML_ATTACKS = {
+    "doctype": '<!DOCTYPE image [<!ENTITY n "Ink">]><image w="4" h="4"><stack>'
+               '<layer name="&n;" src="data/a.png"/></stack></image>',
+    "billion laughs": '<!DOCTYPE lolz [<!ENTITY lol "lol">'
+                      + "".join(f'<!ENTITY lol{i} "{("&lol%s;" % (i - 1 if i > 1 else "")) * 10}">' for i in range(1, 10))
+                      + ']><image w="4" h="4"><stack><layer name="&lol9;" src="data/a.png"/></stack></image>',
+    "external entity": '<!DOCTYPE image [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                       '<image w="4" h="4"><stack><layer name="&x;" src="data/a.png"/></stack></image>',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(XML_ATTACKS))
+def test_xml_with_a_doctype_or_entities_is_refused(qapp, tmp_path, kind):
+    path = tmp_path / "entities.ora"
+    _write_foreign(path, XML_ATTACKS[kind], {"data/a.png": _png_bytes(np.zeros((2, 2, 4), np.uint8))})
+    with pytest.raises(BadInput) as caught:
+        load_ora(path)
+    assert caught.value.message.startswith("entities.ora cannot be opened safely")
+    assert "DOCTYPE" in caught.value.message
+
+
+@pytest.mark.parametrize("src", ["../../x.png", "data/../../x.png", "/../x.png", "..\\x.png"])
+def test_parts_outside_the_document_are_refused(qapp, tmp_path, src):
+    path = tmp_path / "climb.ora"
+    png = _png_bytes(np.zeros((2, 2, 4), np.uint8))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _write_foreign(path, _layers_xml(4, 4, [{"name": "Ink", "src": src}]), {src: png, "x.png": png})
+    with pytest.raises(BadInput, match="climb.ora is damaged: the image of the layer “Ink” points outside"):
+        load_ora(path)
+
+
+def test_a_part_named_twice_is_refused(qapp, tmp_path):
+    import warnings
+    path = tmp_path / "twice.ora"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate it is asked to write
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("mimetype", b"image/openraster")
+            zf.writestr("stack.xml", _layers_xml(4, 4, [{"name": "Ink", "src": "data/a.png"}]))
+            zf.writestr("data/a.png", _png_bytes(np.zeros((2, 2, 4), np.uint8)))
+            zf.writestr("./data/a.png", _png_bytes(np.full((2, 2, 4), 255, np.uint8)))
+    with pytest.raises(BadInput, match="twice.ora is damaged: it holds 2 parts named data/a.png"):
+        load_ora(path)
+
+
+def _with_json(doc, history, tmp_path, name, change):
+    import json
+
+    def rewrite(entry, raw):
+        if entry != name:
+            return raw
+        value = change(json.loads(raw))
+        return value if isinstance(value, bytes) else json.dumps(value).encode()
+
+    path = tmp_path / "settings.ora"
+    path.write_bytes(_rewrite(_valid_bytes(doc, history, tmp_path), rewrite))
+    return path
+
+
+def json_nested(depth: int):
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+BAD_JSON = {
+    "huge selection": ("quickbrush/document.json", lambda d: {**d, "selection": [0, 0, 1e400, 5]}),
+    "selection of text": ("quickbrush/document.json", lambda d: {**d, "selection": "abcd"}),
+    "inverted selection": ("quickbrush/document.json", lambda d: {**d, "selection": [10, 10, 0, 0]}),
+    "mask as a number": ("quickbrush/document.json", lambda d: {**d, "mask": 5}),
+    "mask outside": ("quickbrush/document.json", lambda d: {**d, "mask": "../mask.png"}),
+    "not an object": ("quickbrush/document.json", lambda d: [1, 2, 3]),
+    "deep nesting": ("quickbrush/history.json", lambda d: b"[" * 100_000 + b"]" * 100_000),
+    "deep model info": ("quickbrush/history.json", lambda d: {**d, "entries": [
+        {**d["entries"][0], "model_info": json_nested(900)}]}),
+    "NaN": ("quickbrush/history.json", lambda d: b'{"format": NaN, "entries": []}'),
+    "huge box": ("quickbrush/history.json",
+                 lambda d: {**d, "entries": [{**d["entries"][0], "box": [0, 0, 1e400, 1]}]}),
+    "box of three": ("quickbrush/history.json",
+                     lambda d: {**d, "entries": [{**d["entries"][0], "box": [0, 0, 1]}]}),
+    "entries not a list": ("quickbrush/history.json", lambda d: {**d, "entries": {"a": 1}}),
+    "recipe of nonsense": ("quickbrush/history.json",
+                           lambda d: {**d, "entries": [{**d["entries"][0], "recipe": {"kind": [], "seed": {}}}]}),
+    "image as a list": ("quickbrush/history.json",
+                        lambda d: {**d, "entries": [{**d["entries"][0], "image": ["a"]}]}),
+    "inputs as a list": ("quickbrush/history.json",
+                         lambda d: {**d, "entries": [{**d["entries"][0], "inputs": ["a"]}]}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_JSON))
+def test_wrong_json_is_bad_input(doc, history, tmp_path, kind):
+    name, change = BAD_JSON[kind]
+    path = _with_json(doc, history, tmp_path, name, change)
+    with pytest.raises(BadInput) as caught:
+        load_ora(path)
+    assert "settings.ora" in caught.value.message and "\n" not in caught.value.message
+
+
+def test_history_values_the_panel_cannot_show_are_dropped(doc, history, tmp_path):
+    def change(data):
+        first = data["entries"][0]
+        first.update(created=1e300, id={"a": 1}, timings={"total": "slow", "denoise": 1.5})
+        return data
+
+    path = _with_json(doc, history, tmp_path, "quickbrush/history.json", change)
+    entries = load_ora(path)[1]
+    assert entries[0]["created"] is None
+    assert entries[0]["id"] == 0
+    assert entries[0]["timings"] == {"denoise": 1.5}
+
+
+def test_targets_and_applied_order_round_trip(doc, history, tmp_path):
+    history[0]["target"] = {"box": [0, 0, 64, 48], "layer": 1, "composite": "replace", "fit": "stretch"}
+    history[0]["applied"] = 0
+    save_ora(tmp_path / "t.ora", doc, history)
+    entries = load_ora(tmp_path / "t.ora")[1]
+    assert entries[0]["target"] == history[0]["target"] and entries[0]["applied"] == 0
+    assert entries[1]["target"] is None and entries[1]["applied"] is None
+
+
+# --------------------------------------------------------------------------- saving off the GUI thread
+
+
+def test_prepare_save_only_copies_and_the_thread_does_the_work(doc, history, tmp_path, monkeypatch):
+    import threading
+
+    from editor import document as document_module
+
+    calls: list[tuple[str, str]] = []
+
+    def spy(owner, name):
+        real = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append((name, threading.current_thread().name))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapper)
+
+    spy(Document, "_composite_band")
+    spy(Document, "composite")
+    if hasattr(ora, "composite_band"):
+        spy(ora, "composite_band")
+    spy(Image.Image, "save")
+    spy(Image.Image, "thumbnail")
+
+    prepared = ora.prepare_save(tmp_path / "threaded.ora", doc, history)
+    assert calls == [], f"the GUI thread composited or encoded: {calls}"
+
+    worker = threading.Thread(target=ora.write_prepared, args=(prepared,), name="quickbrush-save")
+    worker.start()
+    worker.join()
+    names = {name for name, _thread in calls}
+    assert {"save", "thumbnail"} <= names and names & {"composite_band", "_composite_band"}
+    assert {thread for _name, thread in calls} == {"quickbrush-save"}
+    assert document_module.composite_band  # the Document and the save share it
+
+
+@pytest.mark.parametrize("opaque", [False, True])
+def test_merged_image_is_the_documents_composite(doc, tmp_path, opaque):
+    if opaque:
+        doc.layers[0].pixels[..., 3] = 255
+    save_ora(tmp_path / "merged.ora", doc)
+    want = doc.composite()
+    with zipfile.ZipFile(tmp_path / "merged.ora") as zf:
+        with Image.open(io.BytesIO(zf.read("mergedimage.png"))) as merged:
+            assert merged.mode == want.mode == ("RGB" if opaque else "RGBA")
+            assert merged.tobytes() == want.tobytes()
+
+
+def test_the_file_holds_the_document_as_it_was_when_prepared(doc, history, tmp_path):
+    before_layers = [(l.name, l.pixels.copy(), l.x, l.y, l.visible, l.opacity) for l in doc.layers]
+    before_mask = doc.mask.copy()
+    before_merged = doc.composite()
+    prepared = ora.prepare_save(tmp_path / "snap.ora", doc, history)
+
+    # The designer goes on working while the save runs.
+    doc.layers[0].pixels[:] = 0
+    doc.layers[1].opacity = 1.0
+    doc.layers[1].name = "Renamed"
+    doc.layers.append(Layer("New", np.zeros((4, 4, 4), np.uint8)))
+    doc.mask[:] = 255
+    doc.set_selection((0, 0, 5, 5))
+    history.clear()
+
+    ora.write_prepared(prepared)
+    loaded, entries = load_ora(tmp_path / "snap.ora")
+    assert [(l.name, l.x, l.y, l.visible, l.opacity) for l in loaded.layers] == \
+           [(n, x, y, v, o) for n, _p, x, y, v, o in before_layers]
+    for got, (_n, pixels, *_rest) in zip(loaded.layers, before_layers):
+        assert np.array_equal(got.pixels, pixels)
+    assert np.array_equal(loaded.mask, before_mask)
+    assert loaded.selection_box() == (-8, 4, 50, 40)
+    assert len(entries) == 2
+    with zipfile.ZipFile(tmp_path / "snap.ora") as zf:
+        with Image.open(io.BytesIO(zf.read("mergedimage.png"))) as merged:
+            assert merged.tobytes() == before_merged.tobytes()
+
+
+# --------------------------------------------------------------------------- a save killed outright
+
+_KILLED_SAVE = """
+import os, sys, time
+import numpy as np
+from editor import ora
+from editor.document import Document, Layer
+
+doc = Document(512, 512)
+doc.layers.append(Layer("Noise", np.random.default_rng(0).integers(0, 256, (512, 512, 4), dtype=np.uint8)))
+real, calls = ora._save_png, []
+
+def stalls(image, out, pnginfo=None):
+    real(image, out, pnginfo)
+    calls.append(1)
+    if len(calls) == 2:  # the layer and the thumbnail are in the temp file, the rest is not
+        out.flush()
+        print("writing", flush=True)
+        time.sleep(120)
+
+ora._save_png = stalls
+ora.save_ora(sys.argv[1], doc)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_a_save_killed_midway_keeps_the_old_file_and_leaves_nothing_after_the_next(doc, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "work.ora"
+    save_ora(path, doc)
+    before = path.read_bytes()
+
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the saving process never reported"))
+    signal.alarm(60)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(path)], stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        signal.alarm(0)
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+    assert path.read_bytes() == before
+    assert len(_files(tmp_path)) == 2  # the file and the killed save's temp
+    loaded, _ = load_ora(path)
+    assert np.array_equal(loaded.layers[0].pixels, doc.layers[0].pixels)
+
+    doc.clear_mask()
+    save_ora(path, doc)
+    assert _files(tmp_path) == ["work.ora"]
+    assert not load_ora(path)[0].mask.any()
+
+
+# --------------------------------------------------------------------------- fuzzing the loader
+# Whatever the bytes, load_ora gives a Document or raises BadInput: never another exception, never
+# a MemoryError or RecursionError. About 30 s in all on a laptop's CPU.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FUZZ = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                       HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _loads_or_refuses(path) -> None:
+    try:
+        doc, history = load_ora(path)
+    except BadInput as error:
+        assert error.message and "\n" not in error.message
+        assert "Traceback" not in error.message
+    else:
+        assert isinstance(doc, Document) and isinstance(history, list)
+
+
+@pytest.fixture(scope="module")
+def small_ora(tmp_path_factory, qapp) -> bytes:
+    """A small real document with everything in it: layers, mask, selection, history, inputs."""
+    rng = np.random.default_rng(5)
+    doc = Document(16, 12)
+    doc.layers.append(Layer("Paper", _rgba(rng, 12, 16)))
+    doc.layers.append(Layer("Ink", _rgba(rng, 5, 6), x=-2, y=3, opacity=0.5))
+    doc.mask[2:6, 3:9] = 255
+    doc.set_selection((1, 1, 10, 8))
+    inpaint = Inpaint(prompt="hat", seed=1, steps=2, image=doc.composite("RGB"), mask=doc.mask_image())
+    entries = [{"id": "r1", "created": 1.0, "box": (0, 0, 16, 12), "job": inpaint,
+                "image": Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), "RGB")}]
+    path = tmp_path_factory.mktemp("fuzz") / "small.ora"
+    save_ora(path, doc, entries)
+    return path.read_bytes()
+
+
+def _mutate(data: st.DataObject, raw: bytearray, positions: st.SearchStrategy[int]) -> bytearray:
+    for _ in range(data.draw(st.integers(1, 6), label="mutations")):
+        kind = data.draw(st.sampled_from(["set", "delete", "insert", "truncate"]), label="kind")
+        at = data.draw(positions, label="at") % max(1, len(raw))
+        if kind == "set" and raw:
+            raw[at] = data.draw(st.integers(0, 255), label="byte")
+        elif kind == "delete" and raw:
+            del raw[at:at + data.draw(st.integers(1, 64), label="length")]
+        elif kind == "insert":
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=64), label="inserted")
+        elif kind == "truncate":
+            del raw[at:]
+    return raw
+
+
+@settings(_FUZZ, max_examples=500)
+@given(data=st.data())
+def test_fuzz_mutated_bytes_of_a_real_document(small_ora, tmp_path, data):
+    if data.draw(st.booleans(), label="inside a part"):
+        # A part's own bytes changed and the zip rebuilt around them, CRCs right: what the
+        # parsers of stack.xml, the JSON files and the PNGs see.
+        with zipfile.ZipFile(io.BytesIO(small_ora)) as zf:
+            names = zf.namelist()
+        chosen = data.draw(st.sampled_from(names), label="part")
+        def change(name, content):
+            if name != chosen:
+                return content
+            return bytes(_mutate(data, bytearray(content), st.integers(0, max(0, len(content) - 1))))
+        raw = _rewrite(small_ora, change)
+    else:
+        # The zip's own structures: headers, the central directory, the start of parts.
+        central = small_ora.rfind(b"PK\x01\x02")
+        positions = st.one_of(st.integers(0, len(small_ora) - 1),
+                              st.integers(max(0, central - 300), len(small_ora) - 1),
+                              st.integers(0, min(400, len(small_ora) - 1)))
+        raw = bytes(_mutate(data, bytearray(small_ora), positions))
+    path = tmp_path / "mutated.ora"
+    path.write_bytes(raw)
+    _loads_or_refuses(path)
+
+
+_PNGS = {"data/a.png": _png_bytes(np.full((3, 4, 4), 90, np.uint8)),
+         "data/b.png": _png_bytes(np.full((6, 2, 3), 30, np.uint8))}
+_NUMBERS = st.one_of(st.integers(-10 ** 12, 10 ** 12).map(str),
+                     st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                     st.sampled_from(["", " 3 ", "1e300", "-0", "0x10", "1_0", "٣", "12.5", "nan"]))
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_ATTRIBUTE = st.one_of(
+    st.tuples(st.sampled_from(["x", "y", "w", "h", "opacity"]), _NUMBERS),
+    st.tuples(st.just("src"), st.one_of(st.sampled_from(sorted(_PNGS) + ["../data/a.png", "./data/a.png",
+                                                                          "/data/b.png", "data\\a.png",
+                                                                          "mimetype", "stack.xml", ""]), _TEXT)),
+    st.tuples(st.sampled_from(["name", "visibility", "selected", "composite-op"]),
+              st.one_of(_TEXT, st.sampled_from(["hidden", "visible", "true"]))),
+)
+
+
+def _element(tag, attrs, children=()):
+    element = ET.Element(tag, dict(attrs))
+    element.extend(children)
+    return element
+
+
+_ELEMENTS = st.recursive(
+    st.builds(_element, st.sampled_from(["layer", "layer", "text", "filter"]), st.lists(_ATTRIBUTE, max_size=6)),
+    lambda children: st.builds(_element, st.sampled_from(["stack", "stack", "layer"]),
+                               st.lists(_ATTRIBUTE, max_size=6), st.lists(children, max_size=5)),
+    max_leaves=25,
+)
+
+
+def _clean_xml_text(text: str) -> str:
+    # XML 1.0 cannot carry most control characters at all; ElementTree would write them anyway.
+    return "".join(c for c in text if c in "\t\n\r" or ord(c) >= 0x20 and c not in "\ufffe\uffff")
+
+
+# The canvas's own size stays small (a legal 300-megapixel canvas would only make the run slow).
+_CANVAS = st.lists(st.tuples(st.sampled_from(["w", "h"]),
+                             st.one_of(st.integers(-3, 40).map(str),
+                                       st.sampled_from(["", "1e300", "nan", "-inf", "8.0", "9" * 30, "0x8"]))),
+                   max_size=2)
+
+
+@settings(_FUZZ, max_examples=250)
+@given(stack=_ELEMENTS, size=_CANVAS, nest=st.integers(0, 3))
+def test_fuzz_random_layer_lists(qapp, tmp_path, stack, size, nest):
+    root = _element("image", [("w", "8"), ("h", "8")] + size)
+    holder = root
+    for _ in range(nest):  # a few wrapping stacks around the random tree
+        holder = ET.SubElement(holder, "stack")
+    holder.append(stack if stack.tag == "stack" else _element("stack", [], [stack]))
+    for element in root.iter():
+        for key, value in list(element.attrib.items()):
+            element.attrib[key] = _clean_xml_text(value)
+    path = tmp_path / "random.ora"
+    _write_foreign(path, ET.tostring(root, encoding="unicode"), _PNGS)
+    _loads_or_refuses(path)
+
+
+_MEMBER_NAMES = st.one_of(
+    st.sampled_from(["data/a.png", "./data/a.png", "data//a.png", "/data/a.png", "../data/a.png", "data\\a.png",
+                     "stack.xml", "mimetype", "quickbrush/document.json", "quickbrush/history.json",
+                     "quickbrush/mask.png", "data/", ".."]),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), min_size=1, max_size=30),
+)
+_MEMBER_DATA = st.one_of(
+    st.sampled_from(list(_PNGS.values()) + [b"", b"{}", b'{"format": 1, "mask": "data/a.png"}',
+                                             b'{"format": 1, "entries": [{"recipe": {}}]}', b"image/openraster"]),
+    st.binary(max_size=300),
+    st.integers(0, 200_000).map(lambda n: b"\0" * n),
+)
+
+
+@settings(_FUZZ, max_examples=300)
+@given(members=st.lists(st.tuples(_MEMBER_NAMES, _MEMBER_DATA, st.booleans()), max_size=8),
+       srcs=st.lists(_MEMBER_NAMES, min_size=1, max_size=4))
+def test_fuzz_random_zip_members(qapp, tmp_path, members, srcs):
+    import warnings
+
+    layers = "".join(f'<layer name="L{i}" src="{_xml_attr(src)}"/>' for i, src in enumerate(srcs))
+    path = tmp_path / "members.ora"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names, on purpose
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("mimetype", b"image/openraster")
+            zf.writestr("stack.xml", f'<image w="6" h="6"><stack>{layers}</stack></image>')
+            for name, data, deflate in members:
+                zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED)
+    _loads_or_refuses(path)
+
+
+def _xml_attr(text: str) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    return quoteattr(_clean_xml_text(text))[1:-1]
