@@ -42,8 +42,16 @@ from inference.jobs import BadInput, JobError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutosaveManager", "Autosave", "find_recoverable", "recover", "data_dir", "autosave_dir",
-           "interval_seconds", "DEFAULT_INTERVAL_S"]
+__all__ = [
+    "DEFAULT_INTERVAL_S",
+    "Autosave",
+    "AutosaveManager",
+    "autosave_dir",
+    "data_dir",
+    "find_recoverable",
+    "interval_seconds",
+    "recover",
+]
 
 DATA_DIR_ENV = "QUICKBRUSH_DATA_DIR"
 INTERVAL_ENV = "QUICKBRUSH_AUTOSAVE_SECONDS"
@@ -536,7 +544,7 @@ class AutosaveManager(QObject):
             _write_sidecar(self.folder / f"{stem}.json", sidecar)
         except JobError as exc:
             error = self._worded(exc, name, prepared.target)
-        except Exception as exc:  # noqa: BLE001 - reported in the banner, never lost in a thread
+        except Exception as exc:  # reported in the banner, never lost in a thread
             log.exception("autosave failed")
             error = JobError(f"Could not autosave {name}. Save it yourself (Ctrl+S) to keep your changes safe.",
                              f"{prepared.target}\n{type(exc).__name__}: {exc}")

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_quickbrush_e2e import ARTIFACTS, _canvas, _redness, launch, xserver  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -43,12 +42,12 @@ def _autosave_state(folder: Path) -> dict:
 
 def _window_names(app) -> list[str]:
     found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "Quickbrush"], env=app.env,
-                           capture_output=True, text=True, timeout=30).stdout.split()
+                           capture_output=True, text=True, timeout=30, check=False).stdout.split()
     return [subprocess.run(["xdotool", "getwindowname", wid], env=app.env, capture_output=True, text=True,
-                           timeout=30).stdout.strip() for wid in found]
+                           timeout=30, check=True).stdout.strip() for wid in found]
 
 
-def test_killed_app_recovers_the_stroke_and_the_history(launch, monkeypatch):
+def test_killed_app_recovers_the_stroke_and_the_history(launch, monkeypatch):  # noqa: F811 - the fixture
     monkeypatch.setenv("QUICKBRUSH_AUTOSAVE_SECONDS", "1")
     folder = Path(os.environ["QUICKBRUSH_DATA_DIR"]) / "autosave"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -84,7 +83,7 @@ def test_killed_app_recovers_the_stroke_and_the_history(launch, monkeypatch):
     second = launch(open_photo=False)
     second.wait_for(r"recovery offered for photo\.png, autosaved (today|yesterday) at \d\d:\d\d", timeout=60)
     dialog = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^Recover unsaved work$"],
-                            env=second.env, capture_output=True, text=True, timeout=60).stdout.split()[0]
+                            env=second.env, capture_output=True, text=True, timeout=60, check=True).stdout.split()[0]
     second.settle(0.5)
     second.grab().save(ARTIFACTS / "recovery-1-offered.png")
     second.xdotool("windowfocus", "--sync", dialog)

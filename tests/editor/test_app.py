@@ -146,9 +146,9 @@ def test_the_dialogs_say_what_they_will_do(qtbot, make_window, monkeypatch):
 
     monkeypatch.setattr(app, "ask_recover", ASK_RECOVER)
     monkeypatch.setattr(app, "confirm_discard_autosave", CONFIRM_DISCARD_AUTOSAVE)
-    from PySide6.QtCore import QTimer
-
     import signal
+
+    from PySide6.QtCore import QTimer
 
     signal.alarm(120)  # a button not found would leave a dialog waiting for ever: fail instead
     window = make_window()

@@ -177,7 +177,7 @@ def test_applying_a_result_autosaves_at_once_with_the_history(qtbot, window):
 
 
 def test_the_snapshot_is_taken_on_the_gui_thread_and_written_on_another(qtbot, window, monkeypatch):
-    import editor.ora as ora
+    from editor import ora
 
     threads = {}
     release = threading.Event()
@@ -209,7 +209,7 @@ def test_the_snapshot_is_taken_on_the_gui_thread_and_written_on_another(qtbot, w
 
 
 def test_a_failed_autosave_says_so_once_and_tries_again(qtbot, window, monkeypatch):
-    import editor.ora as ora
+    from editor import ora
     from inference.files import SaveError
 
     real = ora.write_prepared
@@ -280,7 +280,7 @@ def test_a_new_document_after_discard_removes_the_old_autosave(qtbot, window, mo
 
 def test_a_removal_asked_while_writing_wins(qtbot, window, monkeypatch):
     """The file thread does writes and removals in order: a save during an autosave leaves none."""
-    import editor.ora as ora
+    from editor import ora
 
     release = threading.Event()
     real = ora.write_prepared
@@ -451,7 +451,7 @@ def test_a_recovered_image_keeps_where_it_was_opened_from(qtbot, make_window, ph
 def test_recovered_work_stays_autosaved_and_owned(qtbot, make_window):
     """Recovered work is never older than the last autosave: its file stays (now this process's)
     until the document is saved or discarded, and is updated by the next autosave."""
-    first, autosave = _crashed_window(qtbot, make_window, lambda window: paint(window.document))
+    _first, autosave = _crashed_window(qtbot, make_window, lambda window: paint(window.document))
     second = make_window()
     document = recover(autosave, second)
     assert autosave.ora.exists() and find_recoverable().autosaves == [], "claimed: not offered twice"
