@@ -8,6 +8,8 @@ the recipe dictionaries (a recipe records their sizes, not their pixels).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
@@ -15,6 +17,17 @@ from typing import Any, ClassVar, Mapping
 from PIL import Image
 
 MAX_SEED = 2**32 - 1
+MAX_STEPS = 200
+MIN_SIDE, MAX_SIDE = 16, 8192
+# Guidance past a few dozen only burns the image; 100 leaves room for any model's odd recipe.
+MAX_GUIDANCE = 100.0
+MAX_LORA_SCALE = 10.0
+# Mask grow runs one dilation pass per pixel; feather stops adding anything visible at
+# compositing.MAX_FEATHER (250, counted in uint8 levels).
+MAX_GROW = 256
+MAX_FEATHER = 250
+# One margin may add at most a whole maximum-size image on its side.
+MAX_MARGIN = MAX_SIDE
 
 
 def random_seed() -> int:
@@ -68,6 +81,107 @@ ERROR_KINDS: dict[str, type[JobError]] = {
 }
 
 
+class BadField(BadInput):
+    """One field of a job holds a value it cannot take (a kind of BadInput).
+
+    `field` is its recipe key ("guidance", "mask_options.grow"), `label` how a designer calls it,
+    `rule` what it must be ("a number from 0 to 100"), `value` what it was. `in_recipe()` says the
+    same about a recipe read from a file.
+    """
+
+    field: str = ""
+    label: str = ""
+    rule: str = ""
+    value: Any = None
+
+    def in_recipe(self) -> BadInput:
+        label = self.label.removeprefix("the ")
+        return BadInput(f"This recipe is damaged: its {label} must be {self.rule}, not {_shown(self.value)}.",
+                        self.details)
+
+
+# --------------------------------------------------------------------------- checking values
+# Every number is checked when a job is built (by the editor, the CLI or from a recipe), so an
+# infinite guidance or a seed written as text never reaches a model, and never a recipe.
+
+
+def _shown(value: Any) -> str:
+    """A value as a designer reads it in a message (JSON words, not Python's)."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, numbers.Integral):
+        return str(int(value)) if abs(int(value)) < 10**18 else "a number far too large"
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isnan(number):
+            return "NaN (not a number)"
+        if math.isinf(number):
+            return "infinity" if number > 0 else "minus infinity"
+        return f"{number:g}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a group of settings"
+    return "a value of another kind"
+
+
+def _bad(key: str, label: str, rule: str, value: Any) -> BadField:
+    error = BadField(f"{label[0].upper()}{label[1:]} must be {rule}, not {_shown(value)}.",
+                     f"{key} = {_shown(value) if isinstance(value, numbers.Integral) else repr(value)[:300]}")
+    error.field, error.label, error.rule, error.value = key, label, rule, value
+    return error
+
+
+def _whole(key: str, label: str, value: Any, low: int, high: int, unit: str = "") -> int:
+    """`value` as an int in [low, high]; a bool or text is not a number. A whole float (4.0,
+    as other tools write JSON) counts as the integer it is."""
+    rule = f"a whole number{unit} from {low} to {high}"
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
+        raise _bad(key, label, rule, value)
+    if isinstance(value, float) and not value.is_integer():
+        raise _bad(key, label, rule, value)
+    number = int(value)
+    if not low <= number <= high:
+        raise _bad(key, label, rule, value)
+    return number
+
+
+def _real(key: str, label: str, value: Any, low: float, high: float, rule: str | None = None,
+          above_low: bool = False) -> float:
+    """`value` as a finite float in [low, high] (above `low` when `above_low`)."""
+    rule = rule or f"a number from {low:g} to {high:g}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _bad(key, label, rule, value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past float range
+        raise _bad(key, label, rule, value) from None
+    if not (math.isfinite(number) and low <= number <= high) or (above_low and number == low):
+        raise _bad(key, label, rule, value)
+    return number
+
+
+def _text(key: str, label: str, value: Any, optional: bool = False) -> str | None:
+    """A string, or None where optional. Lone surrogates (argv bytes that were not UTF-8,
+    decoded with surrogateescape, or a JSON "\\udc80") are no text a model can read."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _bad(key, label, "text", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        error = BadField(f"{label[0].upper()}{label[1:]} holds bytes that are not valid UTF-8 text; "
+                         "retype it (or check the terminal's text encoding).", f"{key} = {value!r}"[:300])
+        error.field, error.label, error.rule, error.value = key, label, "valid UTF-8 text", value
+        raise error from None
+    return value
+
+
 # --------------------------------------------------------------------------- job parts
 
 
@@ -77,6 +191,19 @@ class LoraRef:
 
     source: str
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _path("loras.source", "LoRA", self.source)
+        object.__setattr__(self, "scale", _real("loras.scale", "LoRA scale", self.scale,
+                                                -MAX_LORA_SCALE, MAX_LORA_SCALE))
+
+
+def _path(key: str, label: str, value: Any) -> str:
+    """A model or LoRA source: non-empty text. Surrogates stay: on POSIX a file name may hold
+    bytes that are not UTF-8, and Python keeps them that way (os.fsencode gives them back)."""
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(key, label, "a folder, file or Hugging Face repo id", value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -98,6 +225,17 @@ class ModelRef:
     # Filled in by the engine after loading, so recipes record exactly what ran.
     sha256: str | None = None
 
+    def __post_init__(self) -> None:
+        _path("model.source", "model", self.source)
+        if isinstance(self.loras, (str, bytes)) or not isinstance(self.loras, (tuple, list)):
+            raise _bad("model.loras", "LoRA list", "a list of LoRAs", self.loras)
+        for lora in self.loras:
+            if not isinstance(lora, LoraRef):
+                raise _bad("model.loras", "LoRA list", "a list of LoRAs", self.loras)
+        object.__setattr__(self, "loras", tuple(self.loras))  # a list would make the job unhashable
+        for name, label in (("config", "model config"), ("preset", "preset"), ("sha256", "model hash")):
+            _text(f"model.{name}", label, getattr(self, name), optional=True)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -109,13 +247,29 @@ class ModelRef:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelRef":
-        return cls(
-            source=str(data["source"]),
-            loras=tuple(LoraRef(str(item["source"]), float(item.get("scale", 1.0))) for item in data.get("loras", ())),
-            config=data.get("config"),
-            preset=data.get("preset"),
-            sha256=data.get("sha256"),
-        )
+        """Rebuild from `to_dict` output (a recipe); a damaged one raises BadInput saying what."""
+        if not isinstance(data, Mapping):
+            raise BadInput("This recipe is damaged: it does not say which model made the image.",
+                           f"model = {data!r}"[:300])
+        if data.get("source") is None:
+            raise BadInput("This recipe is damaged: its model has no source (the folder, file or repo id "
+                           "it comes from).", f"model = {dict(data)!r}"[:300])
+        items = data.get("loras")
+        if items is None:
+            items = ()
+        if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+            raise BadInput("This recipe is damaged: its list of LoRAs cannot be read.", f"model.loras = {items!r}"[:300])
+        try:
+            loras = []
+            for item in items:
+                if not isinstance(item, Mapping) or item.get("source") is None:
+                    raise BadInput("This recipe is damaged: one of its LoRAs does not say which file it is.",
+                                   f"model.loras = {items!r}"[:300])
+                loras.append(LoraRef(item["source"], item.get("scale", 1.0)))
+            return cls(source=data["source"], loras=tuple(loras), config=data.get("config"),
+                       preset=data.get("preset"), sha256=data.get("sha256"))
+        except BadField as error:
+            raise error.in_recipe() from error
 
 
 @dataclass(frozen=True)
@@ -133,6 +287,18 @@ class MaskOptions:
     feather: int = 8
     crop_padding: int | None = 32
     match_colors: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "grow", _whole("mask_options.grow", "mask grow", self.grow, -MAX_GROW, MAX_GROW,
+                                                " of pixels"))
+        object.__setattr__(self, "feather", _whole("mask_options.feather", "mask feather", self.feather, 0,
+                                                   MAX_FEATHER, " of pixels"))
+        if self.crop_padding is not None:
+            object.__setattr__(self, "crop_padding", _whole("mask_options.crop_padding", "crop padding",
+                                                            self.crop_padding, 0, MAX_SIDE, " of pixels"))
+        if not isinstance(self.match_colors, bool):
+            raise _bad("mask_options.match_colors", "colour matching", "on or off (true or false)",
+                       self.match_colors)
 
 
 # --------------------------------------------------------------------------- where a result lands
@@ -218,17 +384,32 @@ class Job:
     target: Target | None = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
+        _text("prompt", "the prompt", self.prompt)
+        _text("negative_prompt", "the negative prompt", self.negative_prompt)
+        if not isinstance(self.model, ModelRef):
+            raise _bad("model", "the model", "a model reference", self.model)
         # Draw a random seed once and record it, so the Result's recipe reproduces the image.
-        if self.seed is None or self.seed < 0:
-            object.__setattr__(self, "seed", random_seed())
-        if self.seed > MAX_SEED:
-            raise BadInput(f"Seed must be between 0 and {MAX_SEED}.")
-        if self.steps is not None and not 1 <= self.steps <= 200:
-            raise BadInput("Steps must be between 1 and 200.")
+        # Negative (-1, as the CLI and A1111 write it) means "draw one".
+        seed = self.seed
+        whole = isinstance(seed, numbers.Integral) or (isinstance(seed, float) and seed.is_integer())
+        if whole and not isinstance(seed, bool) and seed < 0:
+            seed = None
+        seed = random_seed() if seed is None else _whole("seed", "seed", seed, 0, MAX_SEED)
+        object.__setattr__(self, "seed", seed)
+        if self.steps is not None:
+            object.__setattr__(self, "steps", _whole("steps", "steps", self.steps, 1, MAX_STEPS))
+        if self.guidance is not None:
+            object.__setattr__(self, "guidance", _real("guidance", "guidance", self.guidance, 0.0, MAX_GUIDANCE))
         for name in ("width", "height"):
             value = getattr(self, name)
-            if value is not None and not 16 <= value <= 8192:
-                raise BadInput(f"{name.capitalize()} must be between 16 and 8192 pixels.")
+            if value is not None:
+                object.__setattr__(self, name, _whole(name, name, value, MIN_SIDE, MAX_SIDE, " of pixels"))
+        for name, label in (("device", "device"), ("dtype", "number format (dtype)"), ("scheduler", "scheduler")):
+            _text(name, label, getattr(self, name), optional=True)
+        for name in ("image", "mask"):
+            value = getattr(self, name, None)
+            if value is not None and not isinstance(value, Image.Image):
+                raise _bad(name, f"the {name}", "an image", value)
         if self.needs_image and getattr(self, "image", None) is None:
             raise BadInput(f"{self.kind.capitalize()} needs an image.")
         if self.needs_mask and getattr(self, "mask", None) is None:
@@ -263,25 +444,40 @@ class Job:
 
     @staticmethod
     def from_dict(data: Mapping[str, Any], **images: Image.Image | None) -> "Job":
-        """Rebuild a job from `to_dict` output; pass `image=`/`mask=` for kinds that need them."""
+        """Rebuild a job from `to_dict` output; pass `image=`/`mask=` for kinds that need them.
+
+        The rebuilt job passes the same checks as one built by hand; a recipe with a missing or
+        wrong value raises BadInput naming the field. Keys this version does not know are skipped.
+        """
+        if not isinstance(data, Mapping):
+            raise BadInput("This recipe is damaged: it does not describe a job.", repr(data)[:300])
         kind = data.get("kind")
-        cls = JOB_KINDS.get(kind)  # type: ignore[arg-type]
+        cls = JOB_KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            raise BadInput(f"Unknown job kind {kind!r} in recipe.")
+            shown = repr(kind)[:60] if isinstance(kind, str) else _shown(kind)
+            raise BadInput(f"Unknown job kind {shown} in this recipe (it may come from a newer Quickbrush).",
+                           f"Known kinds: {', '.join(JOB_KINDS)}.")
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in names or key in ("image", "mask", "target"):
-                continue
-            if key == "model":
-                value = ModelRef.from_dict(value)
-            elif key == "mask_options":
-                value = MaskOptions(**value)
-            kwargs[key] = value
-        for key, value in images.items():
-            if key in names and value is not None:
+        try:
+            for key, value in data.items():
+                if key not in names or key in ("image", "mask", "target"):
+                    continue
+                if key == "model":
+                    value = ModelRef.from_dict(value)
+                elif key == "mask_options":
+                    if not isinstance(value, Mapping):
+                        raise BadInput("This recipe is damaged: its mask options cannot be read.",
+                                       f"mask_options = {value!r}"[:300])
+                    known = {f.name for f in dataclasses.fields(MaskOptions)}
+                    value = MaskOptions(**{k: v for k, v in value.items() if k in known})
                 kwargs[key] = value
-        return cls(**kwargs)
+            for key, value in images.items():
+                if key in names and value is not None:
+                    kwargs[key] = value
+            return cls(**kwargs)
+        except BadField as error:
+            raise error.in_recipe() from error
 
     def describe(self) -> str:
         return f"{self.kind}: {self.prompt[:60]!r}"
@@ -305,8 +501,7 @@ class Vary(Job):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.strength <= 1.0:
-            raise BadInput("Strength must be above 0 and at most 1.")
+        _check_strength(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,8 +518,8 @@ class Inpaint(Job):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.strength <= 1.0:
-            raise BadInput("Strength must be above 0 and at most 1.")
+        _check_strength(self)
+        _check_mask_options(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,11 +537,16 @@ class Outpaint(Job):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        sides = (self.left, self.top, self.right, self.bottom)
-        if min(sides) < 0:
-            raise BadInput("Outpaint margins cannot be negative.")
-        if max(sides) == 0:
+        _check_mask_options(self)
+        for side in ("left", "top", "right", "bottom"):
+            object.__setattr__(self, side, _whole(side, f"the {side} margin", getattr(self, side), 0, MAX_MARGIN,
+                                                  " of pixels"))
+        if max(self.left, self.top, self.right, self.bottom) == 0:
             raise BadInput("Outpaint needs at least one side to extend.")
+        from inference.images import check_pixels  # images imports this module
+
+        check_pixels(self.image.width + self.left + self.right, self.image.height + self.top + self.bottom,
+                     "The extended canvas")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,6 +557,21 @@ class Edit(Job):
     needs_image: ClassVar[bool] = True
     image: Image.Image = _image_field()
     image_guidance: float = 1.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "image_guidance", _real("image_guidance", "image guidance", self.image_guidance,
+                                                         0.0, MAX_GUIDANCE))
+
+
+def _check_strength(job: Job) -> None:
+    object.__setattr__(job, "strength", _real("strength", "strength", getattr(job, "strength"), 0.0, 1.0,
+                                              "a number above 0 and at most 1", above_low=True))
+
+
+def _check_mask_options(job: Job) -> None:
+    if not isinstance(getattr(job, "mask_options"), MaskOptions):
+        raise _bad("mask_options", "the mask options", "mask options", getattr(job, "mask_options"))
 
 
 JOB_KINDS: dict[str, type[Job]] = {cls.kind: cls for cls in (Generate, Vary, Inpaint, Outpaint, Edit)}

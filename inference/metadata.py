@@ -22,6 +22,7 @@ No Qt here: this module is part of ``inference``.
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import math
@@ -35,7 +36,17 @@ from typing import Any, Mapping
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from inference.jobs import MAX_SEED, BadInput, Job, JobError
+from inference.jobs import (
+    JOB_KINDS,
+    MAX_GUIDANCE,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
+    BadInput,
+    Job,
+    JobError,
+)
 # Saving (atomic replacement, its errors) lives in inference.files; these names stay importable here.
 from inference.files import SaveError, atomic_write
 
@@ -51,6 +62,8 @@ __all__ = [
     "save_png",
     "read_recipe",
     "job_from_recipe",
+    "recipe_job_kind",
+    "MAX_PARAMETERS_CHARS",
     "sampler_name",
     "scheduler_from_sampler",
     "quickbrush_version",
@@ -244,8 +257,23 @@ def format_parameters(
 
 # --------------------------------------------------------------------------- parsing parameters
 
-# A1111's re_param: a key, a colon, then a JSON-quoted value or anything up to the next comma.
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# The most of an infotext parsed. Real ones, long prompts and every extension's keys included,
+# run to a few thousand characters; a 30 MB "parameters" chunk is not a recipe.
+MAX_PARAMETERS_CHARS = 256 * 1024
+
+# A1111 finds the key-value pairs of the last line with re_param,
+#     \s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)
+# in findall. That retries at every character and rescans a long run of key characters (or a
+# quoted value with no closing quote) each time: quadratic, seconds for 40,000 characters, days
+# for 30 MB. Each step of that pattern is deterministic, though: a key is the whole run of key
+# characters after the spaces and must be followed by a colon; a quoted value ends at the first
+# quote that an odd run of backslashes does not escape, and must be followed by a comma or the
+# end; otherwise the value runs to the next comma. `_pairs` takes those steps in one pass and
+# jumps over a run that failed (every start inside it fails the same way), so it finds exactly
+# A1111's pairs (tests/inference/test_metadata_fuzz.py checks it against the pattern).
+_RE_SPACES = re.compile(r"\s*")
+_RE_KEY = re.compile(r"\w[\w \-/]*")
+_RE_QUOTE_OR_BACKSLASHES = re.compile(r'\\+|"')
 _RE_INT = re.compile(r"[-+]?\d+")
 _RE_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 # Keys whose values are names or hashes even when they look like numbers.
@@ -262,8 +290,52 @@ def _unquote(text: str) -> str:
     return value if isinstance(value, str) else text
 
 
+def _closing_quotes(line: str) -> list[int]:
+    """Where a quoted value can end: every quote not right after an odd run of backslashes."""
+    closers: list[int] = []
+    run_end = run_length = -1
+    for match in _RE_QUOTE_OR_BACKSLASHES.finditer(line):
+        if match.group() != '"':
+            run_end, run_length = match.end(), match.end() - match.start()
+        elif not (match.start() == run_end and run_length % 2):
+            closers.append(match.start())
+    return closers
+
+
+def _pairs(line: str) -> list[tuple[str, str]]:
+    """The (key, value) pairs of A1111's re_param in `line`, in one pass (see above)."""
+    pairs: list[tuple[str, str]] = []
+    closers: list[int] | None = None
+    pos, size = 0, len(line)
+    while pos < size:
+        start = _RE_SPACES.match(line, pos).end()  # type: ignore[union-attr]
+        key = _RE_KEY.match(line, start)
+        if key is None:
+            pos = start + 1
+            continue
+        end = key.end()
+        if end - start < 2 or end >= size or line[end] != ":":
+            pos = end
+            continue
+        value = _RE_SPACES.match(line, end + 1).end()  # type: ignore[union-attr]
+        if value < size and line[value] == '"':
+            if closers is None:
+                closers = _closing_quotes(line)
+            index = bisect.bisect_right(closers, value)
+            close = closers[index] if index < len(closers) else -1
+            if close > value + 1 and (close + 1 == size or line[close + 1] == ","):
+                pairs.append((line[start:end], line[value : close + 1]))
+                pos = close + 2
+                continue
+        comma = line.find(",", value)
+        stop = size if comma < 0 else comma
+        pairs.append((line[start:end], line[value:stop]))
+        pos = stop + 1
+    return pairs
+
+
 def _convert(key: str, value: str) -> Any:
-    if _RE_TEXT_KEY.search(key):
+    if _RE_TEXT_KEY.search(key) or len(value) > 64:  # no setting is a 64-digit number
         return value
     if _RE_INT.fullmatch(value):
         return int(value)
@@ -280,12 +352,21 @@ def parse_parameters(text: str) -> dict[str, Any]:
     unquoted values that are plainly integers or decimals converted (hashes, model names and
     versions stay strings; "Size" stays "512x512"). As in A1111 each prompt line is stripped,
     and a last line with fewer than three ``Key: value`` pairs is taken as part of the prompt.
+    A text longer than MAX_PARAMETERS_CHARS raises BadInput.
     """
-    text = str(text).replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = str(text)
+    if len(text) > MAX_PARAMETERS_CHARS:
+        raise BadInput(
+            f"The image's settings text (AUTOMATIC1111 parameters) is too long to read: {len(text):,} "
+            f"characters, where real ones have a few thousand (Quickbrush reads up to {MAX_PARAMETERS_CHARS:,}).",
+            text[:300],
+        )
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     *lines, last = text.split("\n")
-    if len(_RE_PARAM.findall(last)) < 3:
+    pairs = _pairs(last)
+    if len(pairs) < 3:
         lines.append(last)
-        last = ""
+        pairs = []
     prompt: list[str] = []
     negative: list[str] = []
     in_negative = False
@@ -296,7 +377,7 @@ def parse_parameters(text: str) -> dict[str, Any]:
             line = line[len("Negative prompt:") :].strip()
         (negative if in_negative else prompt).append(line)
     result: dict[str, Any] = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative)}
-    for key, value in _RE_PARAM.findall(last):
+    for key, value in pairs:
         key = key.strip()
         value = value.strip()
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
@@ -354,9 +435,18 @@ def recipe_pnginfo(
 ) -> PngImagePlugin.PngInfo:
     """Both chunks, ready for ``image.save(..., pnginfo=...)``. `size` is the output's size."""
     info = PngImagePlugin.PngInfo()
-    info.add_text(PARAMETERS_KEY, format_parameters(job, size=size, model_info=model_info))
+    # A POSIX file name may hold bytes that are not UTF-8 (Python keeps them as lone
+    # surrogates), and PNG text must be Latin-1 or UTF-8: the readable text shows them as "?",
+    # the JSON escapes them ("\\udce9"), so the recipe still names the exact file.
+    parameters = format_parameters(job, size=size, model_info=model_info)
+    info.add_text(PARAMETERS_KEY, parameters.encode("utf-8", "replace").decode("utf-8"))
     payload = recipe_payload(job, timings, model_info, inputs)
-    info.add_itxt(RECIPE_KEY, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    info.add_itxt(RECIPE_KEY, text)
     return info
 
 
@@ -480,25 +570,28 @@ def _recipe_from_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError, OverflowError):
             return None
 
+    # Only values a Job takes are kept (each is checked again when the job is built); another
+    # tool's out-of-range setting falls back to the model's default rather than failing.
     steps = number("Steps", int)
-    if steps is not None and 1 <= steps <= 200:
+    if steps is not None and 1 <= steps <= MAX_STEPS:
         job["steps"] = steps
     guidance = number("CFG scale", float)
-    if guidance is not None and math.isfinite(guidance):
+    if guidance is not None and 0.0 <= guidance <= MAX_GUIDANCE:
         job["guidance"] = guidance
     seed = number("Seed", int)
     if seed is not None and 0 <= seed <= MAX_SEED:
         job["seed"] = seed
-    size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(parameters.get("Size", "")))
+    size = re.fullmatch(r"\s*(\d{1,5})\s*x\s*(\d{1,5})\s*", str(parameters.get("Size", "")))
     if size:
         width, height = int(size.group(1)), int(size.group(2))
-        if 16 <= width <= 8192 and 16 <= height <= 8192:
+        if MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE:
             job["width"], job["height"] = width, height
     scheduler = scheduler_from_sampler(parameters.get("Sampler"), parameters.get("Schedule type"))
     if scheduler:
         job["scheduler"] = scheduler
-    if parameters.get("Model"):
-        job["model"] = {"source": str(parameters["Model"]), "loras": []}
+    model = str(parameters.get("Model") or "").strip()
+    if model:
+        job["model"] = {"source": model, "loras": []}
     strength = number("Denoising strength", float)
     if strength is not None and 0.0 < strength <= 1.0:
         job["kind"] = "vary"
@@ -552,8 +645,9 @@ def read_recipe(path_or_image: Any) -> dict[str, Any] | None:
     return None
 
 
-def job_from_recipe(recipe: Mapping[str, Any], **images: Image.Image | None) -> Job:
-    """Rebuild the Job a recipe records; pass ``image=``/``mask=`` for kinds that need them."""
+def recipe_job_kind(recipe: Any) -> type[Job]:
+    """The Job class a recipe (``read_recipe``'s output) rebuilds, so a caller can find the
+    inputs it needs first; raises BadInput for anything that is not a usable recipe."""
     if not isinstance(recipe, Mapping):
         raise BadInput("This is not a Quickbrush recipe.", repr(recipe)[:500])
     version = recipe.get("format")
@@ -570,8 +664,21 @@ def job_from_recipe(recipe: Mapping[str, Any], **images: Image.Image | None) -> 
     data = recipe.get("job")
     if not isinstance(data, Mapping):
         raise BadInput("This recipe is damaged: it does not say which job made the image.")
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in JOB_KINDS:
+        Job.from_dict(data)  # raises its BadInput naming the unknown kind
+    return JOB_KINDS[kind]
+
+
+def job_from_recipe(recipe: Mapping[str, Any], **images: Image.Image | None) -> Job:
+    """Rebuild the Job a recipe records; pass ``image=``/``mask=`` for kinds that need them.
+
+    The job passes every check a job built by hand does; a recipe that is damaged, from a newer
+    Quickbrush, or holds a value out of range raises BadInput saying which field.
+    """
+    recipe_job_kind(recipe)
     try:
-        return Job.from_dict(data, **images)
+        return Job.from_dict(recipe["job"], **images)
     except JobError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as error:

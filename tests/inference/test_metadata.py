@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -489,3 +491,109 @@ def test_non_finite_timings_are_written_as_null(tmp_path):
         raw = im.text["quickbrush"]
     assert json.loads(raw)["timings"] == {"total": None, "load": 1.0}
     assert "NaN" not in raw
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@contextlib.contextmanager
+def watchdog(seconds: int):
+    """Turn a hang into a failure: SIGALRM interrupts even a running regular expression."""
+
+    def hung(signum, frame):
+        raise AssertionError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="needs SIGALRM")
+def test_a_long_one_line_parameters_text_parses_in_one_pass():
+    # A1111's pattern in findall took 5 s on 40,000 characters of one line, quadratically more.
+    pairs = "Steps: 4, Sampler: Euler a, Seed: 7"
+    texts = {
+        "letters": "x" * 200_000,
+        "words": "a b-c/d " * 25_000,
+        "unclosed quotes": 'Key: "x, ' * 25_000,
+        "backslashes": 'Key: "' + "\\" * 200_000,
+    }
+    with watchdog(30):
+        for name, line in texts.items():
+            parsed = parse_parameters(f"a prompt\n{line}")
+            assert parsed["prompt"].startswith("a prompt"), name
+            tail = parse_parameters(f"a prompt\n{line[:100_000]}, {pairs}")
+            assert (tail["Steps"], tail["Sampler"], tail["Seed"]) == (4, "Euler a", 7), name
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="needs SIGALRM")
+def test_a_huge_parameters_chunk_is_refused_not_parsed(tmp_path):
+    path = tmp_path / "huge.png"
+    write_foreign_png(path, "a prompt\n" + "Steps: 4 " * 3_500_000)  # 31 MB on one line
+    with watchdog(60):
+        with pytest.raises(BadInput, match="too long to read"):
+            read_recipe(path)
+    with pytest.raises(BadInput, match="too long"):
+        parse_parameters("x" * (metadata.MAX_PARAMETERS_CHARS + 1))
+
+
+@pytest.mark.parametrize("cfg", ["inf", "-inf", "nan", "1e999", "-3", "150"])
+def test_a1111_guidance_that_no_job_takes_falls_back_to_the_default(tmp_path, cfg):
+    path = tmp_path / "a1111.png"
+    write_foreign_png(path, f"a castle\nSteps: 20, CFG scale: {cfg}, Seed: 99, Size: 512x768")
+    job = job_from_recipe(read_recipe(path))
+    assert job.guidance is None and job.steps == 20 and job.seed == 99
+
+
+def test_a1111_values_too_long_for_numbers_stay_text():
+    digits = "9" * 5000  # past Python's limit for int(str)
+    parsed = parse_parameters(f"p\nSteps: {digits}, Seed: {digits}, Size: {digits}x{digits}")
+    assert parsed["Steps"] == digits
+    assert job_from_recipe(metadata._recipe_from_parameters(parsed)).steps is None
+
+
+@pytest.mark.parametrize("job_changes, needle", [
+    ({"guidance": "abc"}, "guidance"),
+    ({"steps": "4"}, "steps"),
+    ({"model": 3}, "model"),
+    ({"model": {"source": "m", "loras": "x"}}, "LoRAs"),
+    ({"model": {}}, "model has no source"),
+    ({"mask_options": {"grow": 10**9}}, "mask grow"),
+])
+def test_a_recipe_with_wrong_types_is_bad_input_naming_the_field(tmp_path, job_changes, needle):
+    data = {**all_jobs()["inpaint"].to_dict(), **job_changes}
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("quickbrush", json.dumps({"format": 1, "job": data}))
+    path = tmp_path / "r.png"
+    IMAGE.save(path, pnginfo=info)
+    with pytest.raises(BadInput, match="This recipe is damaged") as caught:
+        job_from_recipe(read_recipe(path), image=IMAGE, mask=MASK)
+    assert needle in caught.value.message
+
+
+def test_a_nan_in_a_recipe_never_becomes_null():
+    job = all_jobs()["edit"].to_dict()
+    for field in ("guidance", "image_guidance"):
+        with pytest.raises(BadInput, match=field.replace("_", " ")):
+            job_from_recipe({"format": 1, "job": {**job, field: float("nan")}}, image=IMAGE)
+
+
+def test_recipe_job_kind_says_what_a_recipe_rebuilds():
+    assert metadata.recipe_job_kind({"format": 1, "job": all_jobs()["inpaint"].to_dict()}) is Inpaint
+    for bad in (None, [], {"format": 1}, {"format": 1, "job": {"kind": ["x"]}}, {"format": 1, "job": 3}):
+        with pytest.raises(BadInput):
+            metadata.recipe_job_kind(bad)
+
+
+def test_paths_with_bytes_that_are_not_utf8_survive_the_recipe(tmp_path):
+    # A POSIX file name can hold any bytes; the recipe must still name that exact file.
+    source = b"/models/caf\xe9.safetensors".decode("utf-8", "surrogateescape")
+    job = Generate(prompt="x", seed=1, model=ModelRef(source, loras=(LoraRef(source, 0.5),)))
+    path = save_png(tmp_path / "p.png", IMAGE, job, inputs={"image": source})
+    recipe = read_recipe(path)
+    assert job_from_recipe(recipe) == job and recipe["inputs"] == {"image": source}
+    assert parse_parameters(Image.open(path).text["parameters"])["Model"] == "caf?"
