@@ -134,7 +134,7 @@ def engine():
 def run(engine, job):
     progress = []
     image, resolved, timings, info = engine.run(1, job, progress.append, lambda: False)
-    return image, resolved, timings, info, progress
+    return image, resolved, timings, info, [p for p in progress if p.stage == "denoise"]
 
 
 def common(model, **kw):
