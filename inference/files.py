@@ -226,6 +226,6 @@ def _writer_alive(pid: int, written: float) -> bool:
         started = process.create_time()
     except psutil.NoSuchProcess:
         return False
-    except (psutil.Error, OSError):
+    except (psutil.Error, OSError, ValueError, OverflowError):
         return True  # cannot tell (access denied): keeping a file is safer than losing one
     return started <= written + _CLOCK_SLACK_S
