@@ -437,6 +437,11 @@ class AutosaveManager(QObject):
         return self._document
 
     @property
+    def writing(self) -> bool:
+        """Whether an autosave is being written now."""
+        return self._in_flight > 0
+
+    @property
     def path(self) -> Path | None:
         """Where the current document is autosaved (whether or not it is written yet)."""
         return None if self._stem is None else self.folder / f"{self._stem}.ora"

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -69,9 +70,11 @@ def test_killed_app_recovers_the_stroke_and_the_history(launch, monkeypatch):  #
     first.wait_for(r"job \d+ finished: inpaint ok", timeout=180, after=mark)
     mark = len(first.log_text())
     first.wait_for(r"autosaved photo\.png to ", timeout=30, after=mark)
+    deadline = time.monotonic() + 30
+    while len((on_disk := _autosave_state(folder))["history"]) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)  # an autosave begun before the result came in may have finished first
     first.settle()
     first.grab().save(ARTIFACTS / "recovery-0-before-kill.png")
-    on_disk = _autosave_state(folder)
     assert on_disk["sidecar"]["pid"] == first.proc.pid and on_disk["sidecar"]["name"] == "photo.png"
     assert len(on_disk["history"]) == 1 and on_disk["history"][0]["applied"] is None
 

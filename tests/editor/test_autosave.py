@@ -391,6 +391,7 @@ def test_a_dead_owner_with_this_processs_pid_is_still_offered(qtbot, window):
 def _crashed_window(qtbot, make_window, prepare):
     first = make_window()
     prepare(first)
+    qtbot.waitUntil(lambda: not first.autosave.writing)  # applying a result started one already
     saved_once(qtbot, first.autosave, first.autosave.tick)
     crash()
     (autosave,) = find_recoverable().autosaves
