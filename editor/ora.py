@@ -59,12 +59,11 @@ import json
 import math
 import os
 import re
-import struct
 import time
 import zipfile
-import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
@@ -73,14 +72,31 @@ from PIL import Image, UnidentifiedImageError
 
 # _BAND_ROWS: the merged image is composited in the Document's own bands, so that it is the
 # Document's composite exactly, whatever composite_band does at a band's edges.
-from editor.document import _BAND_ROWS, Document, Layer, composite_band, pil_to_mask, pil_to_rgba
+from editor.document import (
+    _BAND_ROWS,
+    Document,
+    Layer,
+    composite_band,
+    pil_to_mask,
+    pil_to_rgba,
+)
 from inference.files import SaveError, atomic_write
 from inference.images import MAX_PIXELS, check_pixels
 from inference.jobs import BadInput, Job, JobError
 from inference.metadata import quickbrush_version, recipe_pnginfo
 
-__all__ = ["save_ora", "prepare_save", "write_prepared", "PreparedSave", "load_ora", "MIMETYPE",
-           "QUICKBRUSH_FORMAT", "THUMBNAIL_SIZE", "MAX_DOCUMENT_PIXELS", "MAX_LAYERS"]
+__all__ = [
+    "MAX_DOCUMENT_PIXELS",
+    "MAX_LAYERS",
+    "MIMETYPE",
+    "QUICKBRUSH_FORMAT",
+    "THUMBNAIL_SIZE",
+    "PreparedSave",
+    "load_ora",
+    "prepare_save",
+    "save_ora",
+    "write_prepared",
+]
 
 MIMETYPE = "image/openraster"
 ORA_VERSION = "0.0.5"
@@ -160,7 +176,7 @@ class PreparedSave:
     """A snapshot of a document ready to be written: `write_prepared` may run on any thread while
     the document goes on changing, because nothing here shares memory with it."""
 
-    def __init__(self, target: Path, snapshot: "_Snapshot") -> None:
+    def __init__(self, target: Path, snapshot: _Snapshot) -> None:
         self.target = target
         self.snapshot = snapshot
 
@@ -366,9 +382,10 @@ def _plain(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
     if callable(tolist):
         try:
-            return _plain(tolist())
-        except Exception:
-            pass
+            listed = tolist()
+        except (TypeError, ValueError):  # a tolist that is not numpy's
+            return str(value)
+        return _plain(listed)
     return str(value)
 
 
@@ -727,7 +744,7 @@ def _number(text: Any, what: str, archive: _Archive, low: int, high: int) -> int
         if not math.isfinite(number) or abs(number) > 2 * max(abs(low), abs(high)):
             raise BadInput(f"{archive.label} is damaged: {what} is not a usable number (“{_shown(text, 40)}”).",
                            f"{what} = {text[:200]!r}") from None
-        value = int(round(number))
+        value = round(number)
     if not low <= value <= high:
         raise BadInput(f"{archive.label} is damaged: {what} is out of range ({_shown(text, 40)}).",
                        f"{what} = {value}; accepted: {low} to {high}")

@@ -36,6 +36,8 @@ from typing import Any, Mapping
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+# Saving (atomic replacement, its errors) lives in inference.files; these names stay importable here.
+from inference.files import SaveError, atomic_write
 from inference.jobs import (
     JOB_KINDS,
     MAX_GUIDANCE,
@@ -47,8 +49,6 @@ from inference.jobs import (
     Job,
     JobError,
 )
-# Saving (atomic replacement, its errors) lives in inference.files; these names stay importable here.
-from inference.files import SaveError, atomic_write
 
 __all__ = [
     "RECIPE_FORMAT",

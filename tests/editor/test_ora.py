@@ -732,10 +732,9 @@ def test_merged_image_is_the_documents_composite(doc, tmp_path, opaque):
         doc.layers[0].pixels[..., 3] = 255
     save_ora(tmp_path / "merged.ora", doc)
     want = doc.composite()
-    with zipfile.ZipFile(tmp_path / "merged.ora") as zf:
-        with Image.open(io.BytesIO(zf.read("mergedimage.png"))) as merged:
-            assert merged.mode == want.mode == ("RGB" if opaque else "RGBA")
-            assert merged.tobytes() == want.tobytes()
+    with zipfile.ZipFile(tmp_path / "merged.ora") as zf, Image.open(io.BytesIO(zf.read("mergedimage.png"))) as merged:
+        assert merged.mode == want.mode == ("RGB" if opaque else "RGBA")
+        assert merged.tobytes() == want.tobytes()
 
 
 def test_the_file_holds_the_document_as_it_was_when_prepared(doc, history, tmp_path):
@@ -762,9 +761,8 @@ def test_the_file_holds_the_document_as_it_was_when_prepared(doc, history, tmp_p
     assert np.array_equal(loaded.mask, before_mask)
     assert loaded.selection_box() == (-8, 4, 50, 40)
     assert len(entries) == 2
-    with zipfile.ZipFile(tmp_path / "snap.ora") as zf:
-        with Image.open(io.BytesIO(zf.read("mergedimage.png"))) as merged:
-            assert merged.tobytes() == before_merged.tobytes()
+    with zipfile.ZipFile(tmp_path / "snap.ora") as zf, Image.open(io.BytesIO(zf.read("mergedimage.png"))) as merged:
+        assert merged.tobytes() == before_merged.tobytes()
 
 
 # --------------------------------------------------------------------------- a save killed outright
@@ -830,8 +828,8 @@ def test_a_save_killed_midway_keeps_the_old_file_and_leaves_nothing_after_the_ne
 # Whatever the bytes, load_ora gives a Document or raises BadInput: never another exception, never
 # a MemoryError or RecursionError. About 30 s in all on a laptop's CPU.
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 _FUZZ = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                        HealthCheck.too_slow, HealthCheck.data_too_large])
