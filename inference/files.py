@@ -29,10 +29,11 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import psutil  # a dependency of accelerate too; the portable way to ask whether a process lives
+import psutil  # the portable way to ask whether a process lives
 
 from inference.jobs import JobError
 
