@@ -79,7 +79,7 @@ class HistoryModel(QAbstractListModel):
     def set_history(self, history: History) -> None:
         if self._history is not None:
             for signal, slot in ((self._history.added, self._added), (self._history.removed, self._removed),
-                                 (self._history.reset, self._reset)):
+                                 (self._history.reset, self._reset), (self._history.changed, self._repaint)):
                 try:
                     signal.disconnect(slot)
                 except (RuntimeError, TypeError):
@@ -88,7 +88,13 @@ class HistoryModel(QAbstractListModel):
         history.added.connect(self._added)
         history.removed.connect(self._removed)
         history.reset.connect(self._reset)
+        history.changed.connect(self._repaint)
         self._reset()
+
+    def _repaint(self) -> None:
+        """An entry was applied or un-applied: its "applied" mark changes."""
+        if self._entries:
+            self.dataChanged.emit(self.index(0), self.index(len(self._entries) - 1))
 
     def _added(self, entry: HistoryEntry) -> None:
         self.beginInsertRows(QModelIndex(), 0, 0)
@@ -157,8 +163,9 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
 
 
-def _details(entry: HistoryEntry) -> str:
-    parts = [f"seed {entry.seed}"]
+def _details(entry: HistoryEntry, applied: bool = False) -> str:
+    parts = ["applied"] if applied else []
+    parts.append(f"seed {entry.seed}")
     if entry.job.steps:
         parts.append(f"{entry.job.steps} steps")
     total = entry.result.timings.get("total") if entry.result.timings else None
@@ -242,7 +249,10 @@ class HistoryDelegate(QStyledItemDelegate):
                              Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
             top += line
         painter.setPen(dim)
-        details = option.fontMetrics.elidedText(_details(entry), Qt.TextElideMode.ElideRight, text_rect.width())
+        model = index.model()
+        applied = isinstance(model, HistoryModel) and model.history.is_applied(entry)
+        details = option.fontMetrics.elidedText(_details(entry, applied), Qt.TextElideMode.ElideRight,
+                                                text_rect.width())
         painter.drawText(QRect(text_rect.left(), text_rect.bottom() - line + 1, text_rect.width(), line),
                          Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, details)
         painter.restore()
