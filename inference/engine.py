@@ -18,7 +18,7 @@ from PIL import Image
 from inference import compositing
 from inference.backends import diffusers_backend as backend
 from inference.device import dtype_name, pick_device, pick_dtype
-from inference.images import has_alpha
+from inference.images import check_pixels, has_alpha
 from inference.models.store import estimate_bytes, locate
 from inference.jobs import (
     BadInput,
@@ -162,6 +162,7 @@ class Engine:
         started = time.perf_counter()
         if cancelled():
             raise Cancelled()
+        _check_sizes(job)
         loaded, fresh = self.model(job.model, job.device, job.dtype,
                                    on_load=lambda: on_progress(Progress(job_id, 0, 1, 0.0, stage="load")))
         load_seconds = loaded.load_seconds if fresh else 0.0
@@ -224,7 +225,6 @@ class Engine:
             else:
                 image, timings = call("img2img", image=model_input, strength=job.strength)
             image = _resize(image, width, height)
-            resolved.update(width=width, height=height)
         elif isinstance(job, (Inpaint, Outpaint)):
             if isinstance(job, Outpaint):
                 source, mask = compositing.extend_canvas(_rgb(job.image), job.left, job.top, job.right, job.bottom)
@@ -255,7 +255,6 @@ class Engine:
             t0 = time.perf_counter()
             image = compositing.paste_back(source_for_paste, image, box, alpha, match=options.match_colors)
             composite_seconds += time.perf_counter() - t0
-            resolved.update(width=image.width, height=image.height)
         else:
             raise BadInput(f"Unknown job kind {type(job).__name__}.")
 
@@ -264,6 +263,24 @@ class Engine:
             timings["composite"] = composite_seconds
         timings["total"] = time.perf_counter() - started
         return image, job.replace(**resolved), timings, loaded.info()
+
+
+def _check_sizes(job: Job) -> None:
+    """Refuse, before the model loads, a job whose pictures cannot be made: an empty image, or an
+    image or result over the one pixel limit (the outpainted canvas is checked by the Outpaint
+    job itself). Nothing else about a document's size limits a job: the model only ever sees a
+    crop or a resize at its own resolution (compositing.model_size), so a 12 px icon and a
+    9000 px banner both work. For the same reason a resolved image job records no width or
+    height the designer did not set: None means "the size of the image", and a size outside
+    the range a designer may ask for would make the recipe itself invalid."""
+    image = getattr(job, "image", None)
+    if image is None:
+        return
+    if image.width < 1 or image.height < 1:
+        raise BadInput(f"The image is empty ({image.width} × {image.height} pixels): there is nothing to work on.")
+    check_pixels(image.width, image.height, "The image")
+    if isinstance(job, (Vary, Edit)):
+        check_pixels(job.width or image.width, job.height or image.height, "The result")
 
 
 def _load(ref: ModelRef, device: str, dtype: str):

@@ -236,3 +236,58 @@ def test_damaged_checkpoint_file_is_a_clear_error(engine, tmp_path):
 def test_lora_file_given_as_model_is_explained(engine, tiny_lora):
     with pytest.raises(BadInput, match="LoRA"):
         run(engine, Generate(prompt="x", model=ModelRef(str(tiny_lora))))
+
+
+# --------------------------------------------------------------------------- sizes: checked first, limited only where the model needs it
+
+
+def test_inpaint_on_a_document_wider_than_8192_px_runs_on_the_crop(engine, tiny_sd_inpaint):
+    """Only the model's input has a size limit: the crop around the mask is pasted back into a
+    document of any width (it used to run every step, then fail on "Width must be between 16
+    and 8192 pixels", a width the designer never set)."""
+    source = noise(8200, 24)
+    mask = box_mask(source.size, (6000, 4, 6020, 20))
+    options = MaskOptions(crop_padding=16)
+    image, resolved, _ = run(engine, Inpaint(image=source, mask=mask, mask_options=options, **common(tiny_sd_inpaint)))
+    assert image.size == source.size
+    alpha = np.asarray(compositing.prepare_mask(mask, options.grow, options.feather))
+    assert np.array_equal(np.asarray(image)[alpha == 0], np.asarray(source)[alpha == 0])
+    assert (resolved.width, resolved.height) == (None, None), "the recipe holds no size the designer did not set"
+
+
+@pytest.mark.parametrize("size", [(12, 10), (9000, 20)])
+def test_vary_and_edit_work_on_images_of_any_size(engine, tiny_sd, tiny_sd_pix2pix, size):
+    """The engine resizes whole-image kinds to the model's size and back: a 12 px icon or a
+    9000 px banner is no reason to refuse."""
+    source = noise(*size)
+    varied, _, _ = run(engine, Vary(image=source, strength=0.5, **common(tiny_sd)))
+    edited, _, _ = run(engine, Edit(image=source, **common(tiny_sd_pix2pix)))
+    assert varied.size == size and edited.size == size
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """A fresh engine whose model loading fails the test: what it refuses, it refuses first."""
+    from inference import engine as engine_module
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded for a job that cannot run")
+
+    monkeypatch.setattr(engine_module, "_load", load)
+    return Engine()
+
+
+@pytest.mark.parametrize("kind", [Vary, Edit, Inpaint])
+def test_an_image_over_the_pixel_limit_is_refused_before_the_model_loads(no_loading, monkeypatch, tiny_sd, kind):
+    from inference import images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    source = noise(20, 10)
+    extra = {"mask": box_mask(source.size, (2, 2, 5, 5))} if kind is Inpaint else {}
+    with pytest.raises(BadInput, match=r"The image is too large: 20 × 10 pixels"):
+        run(no_loading, kind(image=source, **extra, **common(tiny_sd)))
+
+
+def test_an_empty_image_is_refused_before_the_model_loads(no_loading, tiny_sd):
+    with pytest.raises(BadInput, match=r"The image is empty"):
+        run(no_loading, Vary(image=Image.new("RGB", (0, 10)), **common(tiny_sd)))
