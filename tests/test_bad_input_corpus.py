@@ -372,13 +372,16 @@ def through_the_window(window, case: Case, path: Path, entry: Any) -> None:
         assert _same(before, _snapshot(document)), f"{where}: the open document changed (pixels, mask or undo)"
         assert not window.banner.isHidden(), f"{where}: refused {path.name} without a message"
         got = BadInput(window.banner.message.text())
-    if isinstance(case.gui, Works) and opened is True and not isinstance(entry, JobError):
-        if case.route == "image":
+    if isinstance(case.gui, Works):
+        if opened is not True:
+            pytest.fail(f"{where}: expected it to open ({case.gui.what}); the banner says: {got.message}")
+        if case.route == "image" and not isinstance(entry, JobError):
             expected = np.asarray(entry.convert("RGBA"))
             assert np.array_equal(window.document.layers[0].pixels, expected), \
                 f"{where}: the document does not show what open_image read"
-        elif case.route == "document":
-            assert window.document.size == entry[0].size and len(window.document.layers) == len(entry[0].layers)
+        elif case.route == "document" and not isinstance(entry, JobError):
+            assert window.document.size == entry[0].size and len(window.document.layers) == len(entry[0].layers), \
+                f"{where}: the window's document differs from what load_ora read"
         return
     verify(case.gui, got, case, path, where)
 
