@@ -173,10 +173,10 @@ def memory_watch(what: str) -> Iterator[None]:
                                               hard))
     try:
         yield
-    finally:
+    finally:  # a refusal that came after decoding gigabytes fails too, whatever it raised
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
-    peak_mb = (_status_kb("VmHWM") - start_kb) / 1024
-    assert peak_mb <= PEAK_MB, f"{what} took {peak_mb:.0f} MB more memory (the budget is {PEAK_MB} MB)"
+        peak_mb = (_status_kb("VmHWM") - start_kb) / 1024
+        assert peak_mb <= PEAK_MB, f"{what} took {peak_mb:.0f} MB more memory (the budget is {PEAK_MB} MB)"
 
 
 def attempt(what: str, action: Callable[[], Any], memory: bool = False) -> Any:
@@ -190,6 +190,8 @@ def attempt(what: str, action: Callable[[], Any], memory: bool = False) -> Any:
         return error
     except Hung as hung:
         pytest.fail(str(hung))
+    except AssertionError:  # the memory watch's verdict
+        raise
     except Exception as error:  # noqa: BLE001 - the point is to report it
         pytest.fail(f"{what} raised {type(error).__name__}: {str(error)[:300]} (not a JobError: the designer "
                     f"would see a crash or a traceback)")
@@ -424,6 +426,19 @@ def test_bad_input(case: Case, corpus: Path, request, caplog, capfd):
     assert not logged, f"a traceback was logged: {logged[0].getMessage()[:300]}"
     _out, err = capfd.readouterr()
     assert "Traceback" not in err, f"a traceback was printed:\n{err[-2000:]}"
+
+
+def test_the_memory_watch_fails_a_file_that_expands_even_when_it_is_refused():
+    def expand_then_refuse() -> None:
+        block = np.ones(PEAK_MB * 2**20 + 2**27, np.uint8)  # touched, so resident
+        del block
+        raise BadInput("big.ora is too large.")
+
+    with pytest.raises(AssertionError, match="more memory"):
+        attempt("opening big.ora", expand_then_refuse, memory=True)
+    # Past the ceiling an allocation fails at once instead of taking the machine's memory.
+    with pytest.raises(pytest.fail.Exception, match="MemoryError"):
+        attempt("opening huge.ora", lambda: np.ones((CEILING_MB + 1) * 2**20, np.uint8), memory=True)
 
 
 def test_designer_readable_catches_what_a_designer_should_not_read():
