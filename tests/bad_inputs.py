@@ -30,9 +30,10 @@ import struct
 import sys
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -560,7 +561,7 @@ ORA_MIMETYPE = b"image/openraster"
 
 def _stack(layers: str, w: int = 64, h: int = 48, doctype: str = "") -> bytes:
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n{doctype}<image version="0.0.5" w="{w}" h="{h}">'
-            f"<stack>{layers}</stack></image>").encode("utf-8")
+            f"<stack>{layers}</stack></image>").encode()
 
 
 def _layer(src: str = "data/layer000.png", x: str = "0", y: str = "0", name: str = "Paint") -> str:

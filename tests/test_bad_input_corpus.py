@@ -22,16 +22,27 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-import numpy as np
-import pytest
-from PIL import Image
+from typing import Any
 
 import bad_inputs
+import numpy as np
+import pytest
 from bad_inputs import Case, Fails, Works, unreadable
-from inference.jobs import JOB_KINDS, BadInput, Generate, Inpaint, Job, JobError, LoraRef, MaskOptions, ModelRef
+from PIL import Image
+
+from inference.jobs import (
+    JOB_KINDS,
+    BadInput,
+    Generate,
+    Inpaint,
+    Job,
+    JobError,
+    LoraRef,
+    MaskOptions,
+    ModelRef,
+)
 
 CASES = bad_inputs.cases()
 WATCHDOG_S = 30  # per route; the slowest sound case (a 9000 x 9000 inpaint) takes a few seconds
@@ -392,7 +403,8 @@ def through_the_cli(case: Case, path: Path, corpus: Path) -> None:
     where = "quickbrush-cli rerun"
     command = [sys.executable, "-m", "inference.cli", "-q", "rerun", str(path), *case.cli_args]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, cwd=corpus)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                              cwd=corpus)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{where}: still running after {CLI_TIMEOUT_S} s")
     assert done.returncode > 0, f"{where}: exit code {done.returncode} (expected a non-zero exit)\n{done.stderr}"
