@@ -246,13 +246,18 @@ def verify(outcome: Works | Fails, got: Any, case: Case, path: Path | None, wher
 
 
 def _images(spec: dict[str, tuple]) -> dict[str, Image.Image]:
-    """The images a job or recipe case needs: a grey photo, and a mask painted in `box` (by
-    default a square in the middle; None: nothing painted)."""
+    """The images a job or recipe case needs: a red object (the middle half) on grey paper, as the
+    built-in model wants something to work on, and a mask painted in `box` (by default a square
+    in the middle; None: nothing painted)."""
     made: dict[str, Image.Image] = {}
     for key, value in spec.items():
         width, height = value[:2]
         if key == "image":
-            made[key] = Image.new("RGB", (width, height), (200, 200, 200))
+            image = Image.new("RGB", (width, height), (200, 200, 200))
+            left, top = width // 4, height // 4
+            if width and height:
+                image.paste((200, 30, 30), (left, top, max(left + 1, 3 * width // 4), max(top + 1, 3 * height // 4)))
+            made[key] = image
             continue
         side = max(1, min(width, height) // 4)
         box = value[2] if len(value) > 2 else ((width - side) // 2, (height - side) // 2,
