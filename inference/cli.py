@@ -7,6 +7,7 @@ carries its recipe. Failures print one line to stderr and exit non-zero; --verbo
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import threading
@@ -158,23 +159,24 @@ def _job_from_args(args: argparse.Namespace):
 def _rerun_job(args: argparse.Namespace):
     from inference import jobs
     from inference.images import open_image, open_mask
-    from inference.metadata import job_from_recipe, read_recipe
+    from inference.metadata import job_from_recipe, read_recipe, recipe_job_kind
 
     recipe = read_recipe(args.recipe_png)
     if recipe is None:
         raise jobs.BadInput(f"{Path(args.recipe_png).name} has no Quickbrush or AUTOMATIC1111 recipe in it.")
-    job_data = recipe["job"]
-    cls = jobs.JOB_KINDS.get(job_data.get("kind"))
-    recorded = recipe.get("inputs") or {}
+    cls = recipe_job_kind(recipe)
+    recorded = recipe.get("inputs")
+    if not isinstance(recorded, dict):  # a damaged or hand-made recipe: ask for the inputs
+        recorded = {}
     images = {}
     inputs = {}
-    for name, needed in (("image", cls and cls.needs_image), ("mask", cls and cls.needs_mask)):
+    for name, needed in (("image", cls.needs_image), ("mask", cls.needs_mask)):
         if not needed:
             continue
         path = getattr(args, name) or recorded.get(name)
-        if not path or not Path(path).exists():
+        if not isinstance(path, str) or not path or not Path(path).exists():
             raise jobs.BadInput(
-                f"This is a {job_data['kind']} recipe: pass the input with --{name}.",
+                f"This is a {cls.kind} recipe: pass the input with --{name}.",
                 f"The recipe's {name} was {recorded.get(name) or 'not recorded'}.",
             )
         images[name] = open_mask(path) if name == "mask" else open_image(path)
@@ -246,17 +248,35 @@ def _run(job, output: str | None, inputs: dict[str, str], verbose: bool, quiet: 
     save_png(path, result.image, result.job, timings=dict(result.timings), model_info=dict(result.model_info),
              inputs=inputs or None)
     times = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if v)
-    print(f"{path}  ({result.image.width}x{result.image.height}, seed {result.job.seed}, "
+    print(f"{_printable(path)}  ({result.image.width}x{result.image.height}, seed {result.job.seed}, "
           f"{result.job.steps} steps; {times})")
     return 0
 
 
+def _printable(text: object) -> str:
+    """A path or message any terminal can print: bytes of a file name that are not UTF-8
+    (surrogates, as Python decodes them) become U+FFFD instead of an encoding error."""
+    return os.fsencode(str(text)).decode("utf-8", "replace") if os.name == "posix" else str(text)
+
+
 def _error(error: BaseException, verbose: bool) -> None:
     message = getattr(error, "message", None) or str(error) or type(error).__name__
+    # One line, whatever the message holds.
+    message = " ".join(_printable(message).split())
     print(f"quickbrush-cli: error: {message}", file=sys.stderr)
     details = getattr(error, "details", "")
     if verbose and details:
-        print(details, file=sys.stderr)
+        print(_printable(details), file=sys.stderr)
+
+
+def _logging(verbose: bool) -> logging.Handler:
+    """Where log records go while the CLI runs. Without a handler, Python prints warnings and
+    errors (the worker's log of an unexpected failure, with its traceback) to stderr, which
+    would break the promise of one line; --verbose shows them."""
+    handler: logging.Handler = logging.StreamHandler(sys.stderr) if verbose else logging.NullHandler()
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from inference.jobs import JobError
 
+    handler = _logging(args.verbose)
     try:
         if args.command == "models":
             return _list_models(args)
@@ -283,12 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("quickbrush-cli: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
     except Exception as exc:  # one line, never a traceback; --verbose shows it
-        _error(exc, args.verbose)
+        _error(JobError(f"Something went wrong: {str(exc).strip()[:200] or 'an unexpected error'}"), args.verbose)
         if args.verbose:
             import traceback
 
             traceback.print_exc()
         return EXIT_ERROR
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 if __name__ == "__main__":

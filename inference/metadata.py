@@ -344,6 +344,14 @@ def _convert(key: str, value: str) -> Any:
     return value
 
 
+def _too_long(text: str, what: str) -> BadInput:
+    return BadInput(
+        f"{what} (AUTOMATIC1111 parameters) is too long to read: {len(text):,} characters, where real "
+        f"ones have a few thousand (Quickbrush reads up to {MAX_PARAMETERS_CHARS:,}).",
+        text[:300],
+    )
+
+
 def parse_parameters(text: str) -> dict[str, Any]:
     """Parse an A1111 infotext (ours or another tool's) as A1111's own parser does.
 
@@ -356,11 +364,7 @@ def parse_parameters(text: str) -> dict[str, Any]:
     """
     text = str(text)
     if len(text) > MAX_PARAMETERS_CHARS:
-        raise BadInput(
-            f"The image's settings text (AUTOMATIC1111 parameters) is too long to read: {len(text):,} "
-            f"characters, where real ones have a few thousand (Quickbrush reads up to {MAX_PARAMETERS_CHARS:,}).",
-            text[:300],
-        )
+        raise _too_long(text, "The settings text")
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     *lines, last = text.split("\n")
     pairs = _pairs(last)
@@ -636,6 +640,8 @@ def read_recipe(path_or_image: Any) -> dict[str, Any] | None:
     if not isinstance(parameters, str) or not parameters.strip():
         parameters = _exif_parameters(exif)
     if parameters and parameters.strip():
+        if len(parameters) > MAX_PARAMETERS_CHARS:
+            raise _too_long(parameters, f"The settings text in {label}")
         recipe = _recipe_from_parameters(parse_parameters(parameters))
         if warning:
             recipe["warning"] = warning

@@ -23,6 +23,18 @@ from inference.jobs import Cancelled, Job, JobError, Progress, Result
 
 log = logging.getLogger(__name__)
 
+
+class WorkerStopped(JobError, RuntimeError):
+    """The worker was shut down (or its thread ended): nothing more can run on it.
+
+    A RuntimeError too, as `submit` raised before it had a kind of its own."""
+
+    kind = "worker_stopped"
+
+    def __init__(self, message: str = "The background worker has stopped; nothing more can run until "
+                 "Quickbrush restarts it.", details: str = ""):
+        super().__init__(message, details)
+
 ProgressCallback = Callable[[Progress], None]
 ResultCallback = Callable[[Result], None]
 StartCallback = Callable[[int, Job], None]
@@ -35,6 +47,7 @@ class _Ticket:
     on_progress: ProgressCallback | None = None
     on_result: ResultCallback | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False  # its Result was handed out (each job gets exactly one)
 
 
 @dataclass
@@ -74,7 +87,7 @@ class Worker:
     ) -> int:
         with self._lock:
             if self._stopping:
-                raise RuntimeError("the worker has been shut down")
+                raise WorkerStopped(details=f"submit({job.describe()}) after shutdown")
             ticket = _Ticket(next(self._ids), job, on_progress, on_result)
             self._queue.append(ticket)
             self._lock.notify_all()
@@ -113,9 +126,18 @@ class Worker:
             return (self._running.job_id, self._running.job) if self._running else None
 
     def call(self, action: Callable[[], object], timeout: float | None = None) -> object:
-        """Run `action` on the worker thread after the jobs queued before it; returns its value."""
+        """Run `action` on the worker thread after the jobs queued before it; returns its value.
+
+        Raises WorkerStopped at once when the worker has been shut down (nothing would ever run
+        the action), and RuntimeError when called from the worker's own thread (a callback),
+        which would wait for itself.
+        """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Worker.call() from the worker's own thread would wait for itself forever.")
         command = _Command(action)
         with self._lock:
+            if self._stopping:
+                raise WorkerStopped(details="call() after shutdown")
             self._queue.append(command)
             self._lock.notify_all()
         if not command.done.wait(timeout):
@@ -153,6 +175,33 @@ class Worker:
     # -- the thread ----------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._stopped()
+
+    def _stopped(self) -> None:
+        """However the thread ends (shut down, or killed by a callback raising SystemExit), no
+        caller may wait on it for ever: what is still queued ends now, with an error."""
+        with self._lock:
+            self._stopping = True
+            left = list(self._queue)
+            self._queue.clear()
+            ticket, self._running = self._running, None
+            self._lock.notify_all()
+        for item in left:
+            if isinstance(item, _Command):
+                item.value = WorkerStopped()
+                item.done.set()
+        for item in ([ticket] if ticket is not None else []) + [i for i in left if isinstance(i, _Ticket)]:
+            if item.finished:
+                continue
+            try:
+                self._finish(item, Result(item.job_id, item.job, error=WorkerStopped()))
+            except BaseException:  # the thread is ending anyway; the others still get their results
+                pass
+
+    def _serve(self) -> None:
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:
@@ -197,6 +246,7 @@ class Worker:
             return Result(ticket.job_id, ticket.job, error=error)
 
     def _finish(self, ticket: _Ticket, result: Result) -> None:
+        ticket.finished = True
         for callback in (ticket.on_result, self._on_result):
             if callback:
                 self._safe(callback, result)

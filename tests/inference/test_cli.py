@@ -1,5 +1,6 @@
 """quickbrush-cli as a user runs it: PNGs with recipes, and one-line errors for bad input."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -168,3 +169,114 @@ def test_real_process_prints_progress_and_no_traceback(tmp_path, tiny_sd):
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("quickbrush-cli: error:")
+
+
+# --------------------------------------------------------------------------- bad input, one line
+
+
+def run_cli(*args, code=None, timeout=300):
+    """quickbrush-cli in a real process (argv may hold bytes); `code` runs first, as a patch."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    head = ["-c", f"import sys; {code}; from inference.cli import main; sys.exit(main(sys.argv[1:]))"] if code \
+        else ["-m", "inference.cli"]
+    return subprocess.run([sys.executable, *head, *args], capture_output=True, text=True, env=env, timeout=timeout,
+                          errors="replace")
+
+
+def assert_one_line_process_error(done, *needles):
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert_one_line_error(done.returncode, done.stderr, *needles)
+
+
+def test_a_prompt_that_is_not_utf8_is_one_line(tmp_path, tiny_builtin):
+    # A terminal in another encoding hands Python bytes it decodes with surrogateescape.
+    done = run_cli("-q", "generate", b"caf\xe9 apple", "-m", str(tiny_builtin), "-o", str(tmp_path / "a.png"))
+    assert_one_line_process_error(done, "prompt", "UTF-8")
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_an_unexpected_failure_is_one_line_and_verbose_shows_the_traceback(tmp_path, tiny_builtin):
+    boom = "import inference.engine as e; e.Engine.run = lambda *a, **k: 1 / 0"
+    args = ("generate", "apple", "-m", str(tiny_builtin), "-o", str(tmp_path / "a.png"))
+    assert_one_line_process_error(run_cli("-q", *args, code=boom), "something went wrong", "division by zero")
+    verbose = run_cli("-q", "-v", *args, code=boom)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and "ZeroDivisionError" in verbose.stderr
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (("-g", "inf"), "guidance"),
+    (("-g", "nan"), "guidance"),
+    (("--steps", "0"), "steps"),
+    (("--seed", str(2**40)), "seed"),
+    (("--size", "8x8"), "width"),
+    (("--lora", "style.safetensors:nan"), "LoRA scale"),
+])
+def test_numbers_out_of_range_are_one_line(capsys, tmp_path, tiny_builtin, flags, needle):
+    out = tmp_path / "a.png"
+    code, _, err = cli(capsys, "generate", "apple", "-m", tiny_builtin, *flags, "-o", out)
+    assert_one_line_error(code, err, needle)
+    assert not out.exists()
+
+
+def test_edit_image_guidance_inf_is_one_line(capsys, tmp_path, tiny_builtin, photo):
+    code, _, err = cli(capsys, "edit", photo, "make it blue", "-m", tiny_builtin, "--image-guidance", "inf",
+                       "-o", tmp_path / "e.png")
+    assert_one_line_error(code, err, "image guidance")
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (("--grow", "100000"), "mask grow"),
+    (("--feather", "-3"), "mask feather"),
+    (("--padding", "-1"), "crop padding"),
+])
+def test_mask_options_out_of_range_are_one_line(capsys, tmp_path, tiny_builtin, photo, mask, flags, needle):
+    code, _, err = cli(capsys, "inpaint", photo, mask, "x", "-m", tiny_builtin, *flags, "-o", tmp_path / "i.png")
+    assert_one_line_error(code, err, needle)
+
+
+def test_outpaint_margin_past_the_bound_is_one_line(capsys, tmp_path, tiny_builtin, photo):
+    code, _, err = cli(capsys, "outpaint", photo, "x", "-m", tiny_builtin, "--right", "100000", "-o", tmp_path / "o.png")
+    assert_one_line_error(code, err, "right margin")
+
+
+def write_recipe_png(path, payload=None, parameters=None):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    if payload is not None:
+        info.add_itxt("quickbrush", json.dumps(payload))
+    Image.new("RGB", (32, 32)).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"guidance": "abc"}, "guidance"),
+    ({"guidance": 1e308 * 10}, "guidance"),  # json writes Infinity, and reads it back
+    ({"steps": "4"}, "steps"),
+    ({"model": 3}, "model"),
+    ({"model": {"source": "builtin", "loras": "x"}}, "LoRAs"),
+    ({"kind": ["generate"]}, "Unknown job kind"),
+])
+def test_rerun_of_a_damaged_recipe_is_one_line(capsys, tmp_path, changes, needle):
+    job = {"kind": "generate", "prompt": "apple", "seed": 1, "model": {"source": "builtin", "loras": []}, **changes}
+    path = write_recipe_png(tmp_path / "r.png", {"format": 1, "job": job})
+    code, _, err = cli(capsys, "rerun", path)
+    assert_one_line_error(code, err, needle)
+
+
+def test_rerun_with_damaged_inputs_asks_for_them(capsys, tmp_path, photo):
+    job = {"kind": "vary", "prompt": "apple", "seed": 1, "strength": 0.5}
+    for inputs in ("x", ["a"], {"image": 3}):
+        path = write_recipe_png(tmp_path / "r.png", {"format": 1, "job": job, "inputs": inputs})
+        code, _, err = cli(capsys, "rerun", path)
+        assert_one_line_error(code, err, "--image")
+
+
+def test_rerun_of_a_huge_one_line_parameters_chunk_is_one_line(tmp_path):
+    # A1111's pattern took days over 30 MB of one line; the watchdog is the process timeout.
+    path = write_recipe_png(tmp_path / "huge.png", parameters="a prompt\n" + "Steps: 4 " * 3_500_000)
+    done = run_cli("-q", "rerun", str(path), timeout=120)
+    assert_one_line_process_error(done, "huge.png", "too long")

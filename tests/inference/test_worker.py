@@ -9,7 +9,7 @@ import torch
 from inference import engine as engine_module
 from inference.backends import diffusers_backend
 from inference.jobs import Cancelled, Generate, JobError, ModelMissing, ModelRef, OutOfMemory
-from inference.worker import Worker
+from inference.worker import Worker, WorkerStopped
 
 
 class Collector:
@@ -90,7 +90,8 @@ def test_result_records_the_exact_recipe(worker, collector, tiny_sd):
 def test_progress_count_equals_steps_with_previews(worker, collector, tiny_sd):
     job_id = worker.submit(_job(tiny_sd, steps=3))
     assert collector.wait(job_id).ok
-    updates = [p for p in collector.progress if p.job_id == job_id]
+    # A "load" stage may come first, when the model had to be loaded.
+    updates = [p for p in collector.progress if p.job_id == job_id and p.stage == "denoise"]
     assert [p.step for p in updates] == [1, 2, 3]
     assert all(p.total == 3 for p in updates)
     assert updates[-1].preview is not None and updates[-1].preview.mode == "RGB"
@@ -104,14 +105,14 @@ def test_cancel_running_job_stops_within_one_step_and_skips_decoder(worker, coll
     cancel_at = {}
 
     def cancel_on_first_step(update):
-        if update.step == 1:
+        if update.stage == "denoise" and update.step == 1:
             cancel_at["id"] = update.job_id
             worker.cancel(update.job_id)
 
     job_id = worker.submit(_job(tiny_sd, steps=40), on_progress=cancel_on_first_step)
     result = collector.wait(job_id)
     assert result.cancelled and isinstance(result.error, Cancelled)
-    steps_seen = [p.step for p in collector.progress if p.job_id == job_id]
+    steps_seen = [p.step for p in collector.progress if p.job_id == job_id and p.stage == "denoise"]
     assert steps_seen == [1], "no step may be reported after the cancel"
     assert decodes == []
     # The worker lives on.
@@ -187,3 +188,76 @@ def test_shutdown_cancels_queued_jobs(collector, tiny_sd):
     t.join()
     assert all(collector.results[i].cancelled for i in ids)
     assert not worker.alive
+
+
+# --------------------------------------------------------------------------- a stopped worker
+
+
+def _returns_within(seconds, action):
+    """What `action()` returned or raised, run on a helper thread; fails if it is still waiting
+    after `seconds` (a watchdog: the bug was waiting for ever)."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = action()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "still waiting on a stopped worker"
+    return outcome
+
+
+def test_call_and_unload_after_shutdown_fail_at_once():
+    worker = Worker()
+    worker.shutdown()
+    for action in (lambda: worker.call(lambda: 1), worker.unload, lambda: worker.unload("x")):
+        outcome = _returns_within(30, action)
+        assert isinstance(outcome.get("error"), WorkerStopped)
+        assert "stopped" in outcome["error"].message
+    with pytest.raises(RuntimeError):  # WorkerStopped is one, as submit raised before
+        worker.submit(Generate(prompt="x"))
+    assert worker.wait_idle(timeout=30)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_whose_thread_died_ends_what_was_queued(monkeypatch):
+    results = []
+
+    def on_result(result):
+        results.append(result)
+        if len(results) == 1:
+            raise SystemExit  # a listener that ends the thread (a plain Exception is caught)
+
+    worker = Worker(on_result=on_result)
+    monkeypatch.setattr(worker.engine, "run", lambda job_id, job, *_: (None, job, {}, {}))
+    gate, t = _occupy(worker)
+    first, second = worker.submit(Generate(prompt="a")), worker.submit(Generate(prompt="b"))
+    waiting = threading.Thread(target=lambda: results.append(_returns_within(30, lambda: worker.call(lambda: 1))))
+    waiting.start()
+    while len(worker._queue) < 3:  # the call is queued behind the two jobs (internal, but no sleep)
+        threading.Event().wait(0.01)
+    gate.set()
+    t.join()
+    waiting.join(60)
+    worker.shutdown(timeout=30)  # joins the ending thread
+    assert not worker.alive
+    call = next(r for r in results if isinstance(r, dict))
+    assert isinstance(call.get("error"), WorkerStopped)
+    ends = {r.job_id: r for r in results if not isinstance(r, dict)}
+    assert set(ends) == {first, second}, "every job ends in exactly one Result"
+    assert isinstance(ends[second].error, WorkerStopped)
+    assert isinstance(_returns_within(30, lambda: worker.call(lambda: 1)).get("error"), WorkerStopped)
+    assert worker.wait_idle(timeout=30)
+
+
+def test_call_from_the_worker_thread_is_refused_not_a_deadlock():
+    worker = Worker()
+    try:
+        outcome = _returns_within(30, lambda: worker.call(lambda: worker.call(lambda: 2)))
+        assert isinstance(outcome.get("error"), RuntimeError) and "own thread" in str(outcome["error"])
+    finally:
+        worker.shutdown()
