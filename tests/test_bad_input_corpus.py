@@ -246,17 +246,18 @@ def verify(outcome: Works | Fails, got: Any, case: Case, path: Path | None, wher
 
 
 def _images(spec: dict[str, tuple]) -> dict[str, Image.Image]:
-    """The images a job or recipe case needs: a red object (the middle half) on grey paper, as the
-    built-in model wants something to work on, and a mask painted in `box` (by default a square
-    in the middle; None: nothing painted)."""
+    """The images a job or recipe case needs: a red object in the middle of grey paper (half the
+    picture, at most 256 px: a logo on a banner), as the built-in model wants something to work
+    on, and a mask painted in `box` (by default a square in the middle; None: nothing painted)."""
     made: dict[str, Image.Image] = {}
     for key, value in spec.items():
         width, height = value[:2]
         if key == "image":
             image = Image.new("RGB", (width, height), (200, 200, 200))
-            left, top = width // 4, height // 4
             if width and height:
-                image.paste((200, 30, 30), (left, top, max(left + 1, 3 * width // 4), max(top + 1, 3 * height // 4)))
+                w, h = max(1, min(width // 2, 256)), max(1, min(height // 2, 256))
+                left, top = (width - w) // 2, (height - h) // 2
+                image.paste((200, 30, 30), (left, top, left + w, top + h))
             made[key] = image
             continue
         side = max(1, min(width, height) // 4)
