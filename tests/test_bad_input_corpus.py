@@ -103,7 +103,7 @@ def corpus_worker():
 def window(qapp, tmp_path_factory):
     """One MainWindow for every file case (a window per case would cost seconds); each case
     opens a fresh painted document in it first. Modal dialogs fail instead of blocking."""
-    from PySide6.QtCore import QSettings
+    from PySide6.QtCore import QSettings, QStandardPaths
     from PySide6.QtWidgets import QDialog, QMessageBox
 
     from editor import main_window as mw
@@ -113,6 +113,7 @@ def window(qapp, tmp_path_factory):
     def no_modal(*_args: Any, **_kwargs: Any) -> int:
         raise AssertionError("a modal dialog opened while a file was being opened")
 
+    QStandardPaths.setTestModeEnabled(True)  # as tests/editor/conftest.py: never the user's folders
     patch = pytest.MonkeyPatch()
     patch.setattr(mw, "ask_unsaved", lambda parent, name, unapplied: "discard", raising=False)
     patch.setattr(mw, "confirm_discard", lambda parent, name: True, raising=False)
