@@ -19,6 +19,7 @@ imports Qt or torch.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -280,10 +281,172 @@ def _content(rgba: np.ndarray) -> np.ndarray:
     alpha = rgba[..., 3]
     if alpha.min() < 255:
         return alpha > 0
-    rgb = rgba[..., :3].astype(np.int16)
-    edge = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    background = np.median(edge, axis=0)
-    return np.abs(rgb - background).max(-1) > CONTENT_TOLERANCE
+    return _off_background(rgba[..., :3], _edge_colour(rgba[..., :3]))
+
+
+def _edge_pixels(rgb: np.ndarray) -> np.ndarray:
+    return np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+
+
+def _edge_colour(rgb: np.ndarray) -> np.ndarray:
+    """The background colour of an opaque picture: the median colour along its edges."""
+    return np.median(_edge_pixels(rgb), axis=0)
+
+
+def _off_background(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Pixels more than CONTENT_TOLERANCE levels from `background` in some channel; one channel
+    at a time, so a large canvas needs two bytes a pixel of scratch, not six."""
+    out = np.zeros(rgb.shape[:2], bool)
+    for channel in range(3):
+        out |= np.abs(rgb[..., channel].astype(np.int16) - int(round(float(background[channel])))) > CONTENT_TOLERANCE
+    return out
+
+
+# --------------------------------------------------------------------------- whole objects
+
+
+# How the built-in model saw every object it learnt (training/data.py `fit`): cropped to the
+# pixels with alpha above ALPHA_EDGE, the longer side scaled to OBJECT_FILL of its square frame,
+# centred on transparency.
+OBJECT_FILL = 0.9
+ALPHA_EDGE = 8
+# An opaque picture whose edge is more than this share off its own median colour has no plain
+# background (a photo, a pattern): there is no object to cut out of it.
+MAX_BUSY_EDGE = 0.25
+# The anti-aliased rim of an object on an opaque background is within CONTENT_TOLERANCE of the
+# background, so not found as content; clearing this many pixels beyond it removes the rim too.
+RIM = 2
+
+
+class NoObject(ValueError):
+    """cut_out found no object: `reason` is "transparent" (nothing drawn), "plain" (one colour)
+    or "busy" (no plain background to tell an object from)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """An object cut out of a picture, framed for a model that draws whole objects.
+
+    frame: native x native RGBA, the object on transparency as the model learnt objects.
+    box: the square the frame covers on the picture (it may reach past the picture's edges).
+    clear_box, clear: the picture's pixels that were the object (a bool array the size of
+        clear_box), cleared to `background` before the edited object is laid back.
+    background: the RGBA colour around the object ((0, 0, 0, 0) on transparency).
+    """
+
+    frame: Image.Image
+    box: Box
+    clear_box: Box
+    clear: np.ndarray = field(repr=False)
+    background: tuple[int, int, int, int]
+
+
+def cut_out(image: Image.Image, native: int) -> Cutout:
+    """The object in `image`, on transparency, at `native` px, and where it came from.
+
+    The built-in model learnt emoji, icons and clip art on transparency, each filling its
+    128 px frame; handed an opaque canvas (a new document is opaque white, and so is every
+    photo) it sees one big white object and returns junk. So the object is found (the drawn
+    pixels where the image has transparency; else the pixels off the background colour of its
+    edges, with whatever they enclose, such as a white highlight on an apple) and framed as in
+    training. lay_back puts the model's result back in its place. Raises NoObject where there
+    is none: nothing drawn, one plain colour, or no plain background (a busy photo).
+    """
+    rgba = np.asarray(image.convert("RGBA"))
+    if rgba.size == 0:
+        raise NoObject("transparent")
+    alpha = rgba[..., 3]
+    if alpha.min() < 255:
+        drawn = alpha > ALPHA_EDGE
+        if not drawn.any():
+            raise NoObject("transparent")
+        clear = alpha > 0
+        background = (0, 0, 0, 0)
+        cut = rgba
+    else:
+        rgb = rgba[..., :3]
+        edge = _edge_pixels(rgb)
+        edge_colour = np.median(edge, axis=0)
+        if (np.abs(edge.astype(np.int16) - edge_colour).max(-1) > CONTENT_TOLERANCE).mean() > MAX_BUSY_EDGE:
+            raise NoObject("busy")
+        drawn = _off_background(rgb, edge_colour)
+        if not drawn.any():
+            raise NoObject("plain")
+        drawn = _fill_enclosed(drawn)
+        clear = _grow(drawn, RIM)
+        around = _ring(clear, 4)
+        local = np.median(rgb[around], axis=0) if around.any() else edge_colour
+        background = (*(int(round(float(v))) for v in local), 255)
+        cut = rgba.copy()
+        cut[~drawn] = 0
+    left, top, right, bottom = _bool_bbox(drawn)
+    side = max(1, math.ceil(max(right - left, bottom - top) / OBJECT_FILL))
+    x0, y0 = (left + right - side) // 2, (top + bottom - side) // 2
+    box = (x0, y0, x0 + side, y0 + side)
+    # Pillow fills the part of a crop past the image with zeros: transparent, as the frame wants.
+    frame = Image.fromarray(cut, "RGBA").crop(box).resize((native, native), Image.Resampling.LANCZOS)
+    clear_box = _bool_bbox(clear)
+    cl, ct, cr, cb = clear_box
+    return Cutout(frame, box, clear_box, clear[ct:cb, cl:cr].copy(), background)
+
+
+def lay_back(source: Image.Image, cut: Cutout, edited: Image.Image) -> Image.Image:
+    """`source` with the object of `cut` replaced by `edited` (the model's RGBA result for
+    cut.frame): the old object cleared to the background around it, the new one laid over at
+    the frame's place and size. Every other pixel is byte-identical to the source: outside the
+    old object, wherever the new one is fully transparent. Keeps the source's mode (RGB or
+    RGBA; other modes come back as RGBA when they carry transparency, else RGB)."""
+    mode = source.mode if source.mode in ("RGB", "RGBA") else (
+        "RGBA" if "A" in source.getbands() or "transparency" in source.info else "RGB")
+    out = np.array(source.convert("RGBA"))
+    cl, ct, cr, cb = cut.clear_box
+    out[ct:cb, cl:cr][cut.clear] = cut.background
+    x0, y0, x1, y1 = cut.box
+    height, width = out.shape[:2]
+    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if ix0 < ix1 and iy0 < iy1:
+        fill = edited.convert("RGBA").resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
+        g = np.asarray(fill.crop((ix0 - x0, iy0 - y0, ix1 - x0, iy1 - y0)), dtype=np.float32) / 255.0
+        below = out[iy0:iy1, ix0:ix1]
+        b = below.astype(np.float32) / 255.0
+        g_a, b_a = g[..., 3:], b[..., 3:]
+        a = g_a + b_a * (1.0 - g_a)
+        rgb = (g[..., :3] * g_a + b[..., :3] * b_a * (1.0 - g_a)) / np.maximum(a, 1e-6)
+        over = np.clip(np.rint(np.concatenate([rgb, a], -1) * 255.0), 0, 255).astype(np.uint8)
+        # Where the new object is not, float arithmetic is not trusted to give the bytes back.
+        out[iy0:iy1, ix0:ix1] = np.where(g_a > 0, over, below)
+    result = Image.fromarray(out, "RGBA")
+    return result if mode == "RGBA" else result.convert("RGB")
+
+
+def _grow(a: np.ndarray, steps: int) -> np.ndarray:
+    out = np.zeros_like(a)
+    win = _window(a, steps + 1)
+    if win is not None:
+        out[win] = _dilate(a[win], steps)
+    return out
+
+
+def _fill_enclosed(a: np.ndarray) -> np.ndarray:
+    """`a` plus every pixel it encloses in all four directions (set pixels to its left, right,
+    above and below): the holes of an object, such as a highlight near the background colour.
+
+    Not a true flood fill (scipy is no dependency, and Pillow's floodfill is a Python loop, far
+    too slow on a large canvas): a notch open only diagonally is filled too, which only hands
+    the model a little background as part of the object."""
+    win = _window(a, 0)
+    out = a.copy()
+    if win is None:
+        return out
+    sub = a[win]
+    enclosed = (np.logical_or.accumulate(sub, axis=1) & np.logical_or.accumulate(sub[:, ::-1], axis=1)[:, ::-1]
+                & np.logical_or.accumulate(sub, axis=0) & np.logical_or.accumulate(sub[::-1], axis=0)[::-1])
+    out[win] = sub | enclosed
+    return out
 
 
 # --------------------------------------------------------------------------- colour and paste-back
@@ -405,21 +568,26 @@ def extend_canvas(image: Image.Image, left: int, top: int, right: int, bottom: i
     colours it starts from, so a black border yields dark, disconnected fill. Edge pixels are
     replicated outward (the right colours in the right places) and heavily blurred (so the model
     is not handed streaks to continue); the original is then put back exactly at (left, top).
-    The mask is 255 on the new area and 0 on the original, ready for `prepare_mask`.
+    The mask is 255 on the new area and 0 on the original, ready for `prepare_mask`. An image
+    with transparency comes back RGBA, its own pixels (alpha included) exact; others RGB.
     """
     margins = (int(left), int(top), int(right), int(bottom))
     if min(margins) < 0:
         raise ValueError(f"Outpaint margins cannot be negative, got {margins}.")
     left, top, right, bottom = margins
-    rgb = image.convert("RGB")
-    w, h = rgb.size
+    # A transparent image stays transparent (the built-in model draws on transparency): RGBA is
+    # replicated and blurred premultiplied ("RGBa"), so a transparent pixel's colour bleeds nowhere.
+    keep_alpha = image.mode == "RGBA" or ("A" in image.getbands() or "transparency" in image.info)
+    mode, work_mode = ("RGBA", "RGBa") if keep_alpha else ("RGB", "RGB")
+    base = image.convert(mode)
+    w, h = base.size
     size = (w + left + right, h + top + bottom)
     mask = Image.new("L", size, 255)
     mask.paste(0, (left, top, left + w, top + h))
     if max(margins) == 0:
-        return rgb.copy(), mask
-    padded = np.pad(np.asarray(rgb), ((top, bottom), (left, right), (0, 0)), mode="edge")
+        return base.copy(), mask
+    padded = np.pad(np.asarray(base.convert(work_mode)), ((top, bottom), (left, right), (0, 0)), mode="edge")
     radius = min(128.0, max(4.0, max(margins) / 2.0))
-    canvas = Image.fromarray(padded, "RGB").filter(ImageFilter.GaussianBlur(radius))
-    canvas.paste(rgb, (left, top))
+    canvas = Image.fromarray(padded, work_mode).filter(ImageFilter.GaussianBlur(radius)).convert(mode)
+    canvas.paste(base, (left, top))
     return canvas, mask

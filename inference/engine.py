@@ -213,9 +213,18 @@ class Engine:
         elif isinstance(job, (Vary, Edit)):
             # Whole-image kinds run at the model's resolution and come back at the asked size.
             source = _source(job.image, loaded)
-            run_w, run_h = compositing.model_size(source.width, source.height, loaded.native, multiple)
             width, height = job.width or source.width, job.height or source.height
-            model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
+            cut = None
+            if loaded.whole_objects:
+                # The built-in model knows objects on transparency, not canvases: it works on the
+                # object cut out at its own size, laid back over the untouched background.
+                t0 = time.perf_counter()
+                cut = _cut_out(source, loaded.native, job)
+                model_input, (run_w, run_h) = cut.frame, cut.frame.size
+                composite_seconds += time.perf_counter() - t0
+            else:
+                run_w, run_h = compositing.model_size(source.width, source.height, loaded.native, multiple)
+                model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
             if isinstance(job, Edit):
                 image, timings = call("edit", image=model_input, image_guidance_scale=job.image_guidance)
             elif loaded.in_channels == 9:
@@ -224,10 +233,16 @@ class Engine:
                                       strength=job.strength)
             else:
                 image, timings = call("img2img", image=model_input, strength=job.strength)
+            if cut is not None:
+                t0 = time.perf_counter()
+                image = compositing.lay_back(source, cut, image)
+                composite_seconds += time.perf_counter() - t0
             image = _resize(image, width, height)
         elif isinstance(job, (Inpaint, Outpaint)):
             if isinstance(job, Outpaint):
-                source, mask = compositing.extend_canvas(_rgb(job.image), job.left, job.top, job.right, job.bottom)
+                # The built-in model gets the transparency it draws on; others an RGB canvas.
+                source, mask = compositing.extend_canvas(_source(job.image, loaded), job.left, job.top, job.right,
+                                                         job.bottom)
                 source_for_paste = source
             else:
                 source, mask = _source(job.image, loaded), job.mask.convert("L")
@@ -298,6 +313,25 @@ def _load(ref: ModelRef, device: str, dtype: str):
 
 def _backend_of(loaded):
     return getattr(loaded, "backend", backend)
+
+
+def _cut_out(source: Image.Image, native: int, job: Job) -> compositing.Cutout:
+    """compositing.cut_out, with a message for the designer where the image holds no object."""
+    verb, does = ("edit", "edits") if isinstance(job, Edit) else ("vary", "varies")
+    try:
+        return compositing.cut_out(source, native)
+    except compositing.NoObject as none:
+        what = {"transparent": "the image is fully transparent", "plain": "the image is one plain colour"}
+        if none.reason in what:
+            raise BadInput(
+                f"Nothing to {verb}: {what[none.reason]}. The built-in model {does} an object (an emoji, "
+                "icon or clip art): draw, generate or paste one first.") from None
+        raise BadInput(
+            f"The built-in model found no object to {verb}: it {does} emoji, icons and clip art on a plain "
+            "or transparent background, and this image's background is not plain.",
+            "It looks for what differs from the colour along the image's edges, and here the edges "
+            "themselves vary (a photo?). For photos choose a Stable Diffusion model in the Model panel "
+            "(an InstructPix2Pix one for edits).") from None
 
 
 def _source(image: Image.Image, loaded) -> Image.Image:

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import builtin
+from inference import builtin, compositing
 from inference.builtin import BuiltinModel, latent_mask, load_int8, rgba_to_tensor, tensor_to_rgba
 from inference.engine import Engine
-from inference.jobs import BadInput, Edit, Generate, Inpaint, LoraRef, MaskOptions, ModelRef, Vary
+from inference.jobs import BadInput, Edit, Generate, Inpaint, LoraRef, MaskOptions, ModelRef, Outpaint, Vary
 from inference.models import store
 
 
@@ -213,6 +213,91 @@ def test_engine_inpaints_the_builtin_model_on_the_whole_object_at_its_size(engin
                                     **common(tiny_builtin)))
     assert seen == [("inpaint", (32, 32), (8, 20, 24, 30))], "the sticker's own 32 px frame, mask inside"
     assert image.size == doc.size
+
+
+def sticker_on_canvas(size=(160, 120), at=(60, 40), colour=(255, 255, 255)):
+    """A red 32 px emoji applied to an opaque canvas (a new document is opaque white)."""
+    doc = Image.new("RGB", size, colour)
+    doc.paste(Image.fromarray(emoji(32)[..., :3]), at, Image.fromarray(emoji(32)[..., 3]))
+    return doc
+
+
+def far_from(shape, box, margin):
+    """Pixels more than `margin` px outside `box`."""
+    far = np.ones(shape, bool)
+    left, top, right, bottom = box
+    far[max(0, top - margin):bottom + margin, max(0, left - margin):right + margin] = False
+    return far
+
+
+@pytest.mark.parametrize("kind", [Edit, Vary])
+def test_engine_edits_the_object_of_an_opaque_canvas_not_the_canvas(engine, tiny_builtin, monkeypatch, kind):
+    """"make it green" on an apple applied to a white canvas: the model is shown the apple cut
+    out on transparency at its own size, and its result replaces the apple, at the apple's
+    place, over the untouched canvas (it used to be shown the whole white canvas, and spread a
+    blob over all of it while the apple stayed red)."""
+    from inference.backends import builtin_backend
+
+    seen = []
+
+    def recolour(loaded, task, call, *args, **kwargs):
+        frame = call["image"]
+        seen.append((task, frame.mode, frame.size, frame.getpixel((0, 0))))
+        pixels = np.asarray(frame).copy()
+        pixels[..., :3] = np.where(pixels[..., 3:] > 0, (40, 200, 60), 0)
+        return Image.fromarray(pixels, "RGBA"), {}
+
+    monkeypatch.setattr(builtin_backend, "run", recolour)
+    doc = sticker_on_canvas()
+    image, resolved, *_ = run(engine, kind(image=doc, **common(tiny_builtin)))
+    assert [s[:3] for s in seen] == [("edit" if kind is Edit else "img2img", "RGBA", (32, 32))]
+    assert seen[0][3][3] == 0, "the canvas around the object is transparent for the model"
+    assert image.mode == "RGB" and image.size == doc.size
+    before, after = np.asarray(doc).astype(int), np.asarray(image).astype(int)
+    red = (before[..., 0] > 150) & (before[..., 1] < 100)
+    assert not ((after[..., 0] > 150) & (after[..., 1] < 100)).any(), "nothing of the red object is left"
+    assert (after[red][:, 1] > 150).mean() > 0.95, "the edited object lies where the old one was"
+    far = far_from(red.shape, (60, 40, 92, 72), 4)
+    assert np.array_equal(after[far], before[far]), "the canvas around the object is byte-identical"
+
+
+def test_engine_edit_with_the_builtin_model_leaves_the_canvas_untouched(engine, tiny_builtin):
+    doc = sticker_on_canvas(colour=(200, 220, 240))
+    for job in (Edit(image=doc, **common(tiny_builtin)), Vary(image=doc, strength=0.6, **common(tiny_builtin))):
+        image, *_ = run(engine, job)
+        far = far_from((120, 160), (60, 40, 92, 72), 4)
+        assert np.array_equal(np.asarray(image)[far], np.asarray(doc)[far]), job.kind
+
+
+@pytest.mark.parametrize("kind, verb", [(Edit, "edit"), (Vary, "vary")])
+@pytest.mark.parametrize("doc, words", [
+    (Image.new("RGB", (96, 64), "white"), "Nothing to {verb}: the image is one plain colour"),
+    (Image.new("RGBA", (96, 64), (0, 0, 0, 0)), "Nothing to {verb}: the image is fully transparent"),
+    (Image.fromarray((np.random.default_rng(0).random((64, 96, 3)) * 255).astype("uint8")),
+     "found no object to {verb}"),
+])
+def test_engine_says_plainly_when_there_is_no_object_for_the_builtin_model(engine, tiny_builtin, monkeypatch,
+                                                                           kind, verb, doc, words):
+    from inference.backends import builtin_backend
+
+    monkeypatch.setattr(builtin_backend, "run", lambda *a, **k: pytest.fail("the model ran on no object"))
+    with pytest.raises(BadInput, match=words.format(verb=verb)):
+        run(engine, kind(image=doc, **common(tiny_builtin)))
+
+
+def test_engine_outpaint_with_the_builtin_model_keeps_transparency(engine, tiny_builtin):
+    """A transparent sticker outpainted stays a transparent sticker (it came back flattened
+    over grey)."""
+    source = Image.fromarray(emoji(32), "RGBA")
+    job = Outpaint(image=source, right=16, top=8, **common(tiny_builtin))
+    image, *_ = run(engine, job)
+    assert image.mode == "RGBA" and image.size == (48, 40)
+    _, mask = compositing.extend_canvas(source, 0, 8, 16, 0)
+    alpha = np.asarray(compositing.prepare_mask(mask, job.mask_options.grow, job.mask_options.feather))
+    canvas = np.zeros((40, 48, 4), np.uint8)
+    canvas[8:40, 0:32] = emoji(32)
+    assert (alpha == 0).sum() > 100
+    assert np.array_equal(np.asarray(image)[alpha == 0], canvas[alpha == 0]), "colour and alpha kept"
 
 
 def test_engine_refuses_loras_and_other_schedulers_clearly(engine, tiny_builtin, tiny_lora):

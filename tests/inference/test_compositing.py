@@ -9,8 +9,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from inference.compositing import (
+    OBJECT_FILL,
+    NoObject,
     crop_region,
+    cut_out,
     extend_canvas,
+    lay_back,
     mask_bbox,
     match_colors,
     model_size,
@@ -406,3 +410,104 @@ def test_object_window_falls_back_to_a_crop_for_large_masks_and_small_images():
     # Nothing around the mask but background: centred on the mask, inside the image.
     box = object_window(Image.new("RGB", (768, 512), "white"), (700, 10, 740, 30), native=128)
     assert box == (640, 0, 768, 128)
+
+
+def test_extend_canvas_keeps_transparency():
+    """Outpainting a transparent sticker: the canvas stays RGBA, the sticker exact (alpha too),
+    and the new border as transparent as the sticker's own edge (not flattened over grey)."""
+    image = Image.new("RGBA", (60, 40), (10, 200, 10, 0))  # a hidden colour must not bleed outward
+    ImageDraw.Draw(image).ellipse((20, 12, 40, 28), fill=(220, 30, 30, 255))
+    canvas, mask = extend_canvas(image, left=0, top=8, right=30, bottom=0)
+    assert canvas.mode == "RGBA" and canvas.size == (90, 48)
+    assert np.array_equal(np.asarray(canvas)[8:48, 0:60], np.asarray(image))
+    border = np.asarray(canvas)[np.asarray(mask) == 255].astype(int)
+    assert np.asarray(canvas)[:, -1, 3].max() <= 8, "far from the sticker the border is transparent"
+    tinted = border[border[:, 3] > 0]
+    assert (tinted[:, 0] >= tinted[:, 1]).all(), "what colour the blur spreads is the sticker's, never the hidden green"
+    opaque = Image.new("RGBA", (30, 30), (40, 90, 200, 255))
+    canvas, _ = extend_canvas(opaque, 0, 0, 20, 0)
+    assert canvas.mode == "RGBA" and np.asarray(canvas)[:, 30:, 3].min() == 255
+
+
+# --------------------------------------------------------------------------- whole objects
+
+
+def apple_on(canvas_size=(300, 200), colour=(255, 255, 255), box=(120, 60, 180, 140), highlight=True):
+    """A red 'apple' (60 x 80 ellipse, with a highlight close to white) on an opaque canvas."""
+    image = Image.new("RGB", canvas_size, colour)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse(box, fill=(210, 30, 40))
+    if highlight:
+        draw.ellipse((box[0] + 12, box[1] + 12, box[0] + 22, box[1] + 24), fill=(250, 250, 248))
+    return image
+
+
+def test_cut_out_frames_the_object_on_transparency_as_the_model_learnt_objects():
+    cut = cut_out(apple_on(), native=128)
+    frame = np.asarray(cut.frame)
+    assert cut.frame.size == (128, 128) and cut.frame.mode == "RGBA"
+    ys, xs = np.nonzero(frame[..., 3] > 128)
+    assert abs((ys.max() - ys.min() + 1) - OBJECT_FILL * 128) <= 2, "the longer side fills 90 % of the frame"
+    assert abs((xs.min() + xs.max()) / 2 - 63.5) <= 1.5 and abs((ys.min() + ys.max()) / 2 - 63.5) <= 1.5
+    assert frame[0, 0, 3] == 0 and frame[64, 2, 3] == 0, "the white canvas around it is gone"
+    assert frame[37, 50, 3] == 255, "a highlight inside the object is part of it, not a hole"
+    assert cut.background == (255, 255, 255, 255)
+    left, top, right, bottom = cut.box
+    assert right - left == bottom - top and left < 120 and right > 180 and top < 60 and bottom > 140
+
+
+def test_cut_out_of_a_transparent_layer_frames_the_drawn_pixels():
+    layer = Image.new("RGBA", (400, 400), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).ellipse((300, 20, 340, 60), fill=(30, 200, 30, 255))
+    layer.putpixel((5, 390), (0, 0, 0, 6))  # a faint shadow pixel is not what the object spans
+    cut = cut_out(layer, native=32)
+    assert cut.background == (0, 0, 0, 0)
+    left, top, right, bottom = cut.box
+    assert 290 < left < 300 and 340 < right < 350 and 10 < top < 20 and 60 < bottom < 70
+
+
+@pytest.mark.parametrize("image, reason", [
+    (Image.new("RGB", (200, 100), (240, 240, 230)), "plain"),
+    (Image.new("RGBA", (64, 64), (255, 0, 0, 0)), "transparent"),
+    (noise((200, 150), seed=3), "busy"),
+])
+def test_cut_out_says_why_there_is_no_object(image, reason):
+    with pytest.raises(NoObject) as caught:
+        cut_out(image, native=128)
+    assert caught.value.reason == reason
+
+
+def test_lay_back_replaces_the_object_and_leaves_everything_else_byte_identical():
+    source = apple_on(colour=(200, 220, 240))
+    cut = cut_out(source, native=128)
+    frame = np.asarray(cut.frame).copy()
+    frame[..., :3] = np.where(frame[..., 3:] > 0, (40, 200, 60), 0)  # "make it green"
+    result = lay_back(source, cut, Image.fromarray(frame, "RGBA"))
+    assert result.mode == "RGB" and result.size == source.size
+    before, after = np.asarray(source).astype(int), np.asarray(result).astype(int)
+    red = (before[..., 0] > 150) & (before[..., 1] < 100)
+    assert not ((after[..., 0] > 150) & (after[..., 1] < 100)).any(), "no red is left of the old object"
+    assert (after[red][:, 1] > 150).mean() > 0.95, "the green object lies where the red one was"
+    left, top, right, bottom = cut.box
+    outside = np.ones(red.shape, bool)
+    outside[max(0, top):bottom, max(0, left):right] = False
+    assert np.array_equal(after[outside], before[outside])
+
+
+def test_lay_back_of_nothing_leaves_the_plain_background():
+    """An object edited away entirely (a fully transparent result): the canvas is plain again,
+    the old object's anti-aliased rim included."""
+    source = apple_on(colour=(200, 220, 240))
+    cut = cut_out(source, native=128)
+    result = lay_back(source, cut, Image.new("RGBA", (128, 128), (0, 0, 0, 0)))
+    assert np.array_equal(np.asarray(result), np.asarray(Image.new("RGB", source.size, (200, 220, 240))))
+
+
+def test_lay_back_keeps_a_transparent_layer_transparent():
+    layer = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).ellipse((20, 30, 60, 70), fill=(30, 200, 30, 255))
+    cut = cut_out(layer, native=32)
+    result = lay_back(layer, cut, cut.frame)
+    assert result.mode == "RGBA"
+    alpha = np.asarray(result)[..., 3]
+    assert alpha[0, 0] == 0 and alpha[99, 99] == 0 and alpha[50, 40] == 255
