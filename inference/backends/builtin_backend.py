@@ -22,6 +22,11 @@ from inference.models.presets import Preset
 
 StepCallback = Callable[[int, int, "torch.Tensor | None"], None]
 MULTIPLE = 32  # autoencoder /8, then the UNet's two downsamplings
+# (folder, file pattern) each runtime cannot start without; the text encoder serves both.
+_TEXT = ("text_encoder", "tokenizer.json")
+ONNX_PARTS = (("onnx", "unet.onnx"), ("onnx", "encoder.onnx"), ("onnx", "decoder.onnx"), _TEXT)
+TORCH_PARTS = (("unet", "*.safetensors"), ("autoencoder", "*.safetensors"), ("scheduler", "scheduler_config.json"),
+               _TEXT)
 
 
 @dataclass
@@ -71,16 +76,28 @@ def load(ref: ModelRef, folder: str, device: str | None = None) -> Loaded:
 
     started = time.perf_counter()
     device = pick_device(device)
+    onnx = has_onnx(folder) and device == "cpu"
+    name = Path(folder).name
+    missing = [part for part in (ONNX_PARTS if onnx else TORCH_PARTS) if not any((Path(folder) / part[0]).glob(part[1]))]
+    if missing:
+        parts = list(dict.fromkeys(where.replace("_", " ") for where, _ in missing))
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        raise ModelMissing(
+            f"The built-in model in {name} is incomplete: its {listed} files are missing.",
+            f"Looked in {folder} for {', '.join(f'{where}/{what}' for where, what in missing)}. "
+            "Reinstall Quickbrush, or copy the whole model folder again.")
     try:
-        if has_onnx(folder) and device == "cpu":
+        cfg = BuiltinConfig.from_json(json.loads((Path(folder) / CONFIG_NAME).read_text()))
+        if onnx:
             model = OnnxBuiltin(folder)
             runtime = "onnxruntime"
         else:
             model = BuiltinModel.load(folder, device=device)
             runtime = "torch"
     except Exception as exc:
-        raise ModelMissing(f"The built-in model in {Path(folder).name} could not be loaded: {exc}", repr(exc)) from exc
-    cfg = BuiltinConfig.from_json(json.loads((Path(folder) / CONFIG_NAME).read_text()))
+        # What the libraries say (a Hub URL, a JSON position) is for the details, not the banner.
+        raise ModelMissing(f"The built-in model in {name} is damaged and could not be loaded.",
+                           f"{exc!r}\nReinstall Quickbrush, or copy the whole model folder again.") from exc
     nbytes = sum(f.stat().st_size for f in Path(folder).rglob("*.onnx")) * 4 if runtime == "onnxruntime" else sum(
         p.numel() * p.element_size() for m in (model.unet, model.autoencoder) for p in m.parameters())
     preset = Preset("quickbrush-builtin", (), None, steps=cfg.steps, guidance=cfg.guidance,

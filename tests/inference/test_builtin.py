@@ -452,3 +452,28 @@ def test_guidance_follows_the_step_count_in_both_runtimes_and_the_engine(engine,
     assert resolved.guidance == 3.0
     _, resolved, *_ = run(engine, Generate(**{**common(folder), "steps": 4, "guidance": 1.5}))
     assert resolved.guidance == 1.5
+
+
+@pytest.mark.parametrize("remove, words", [
+    ("onnx/encoder.onnx", "its onnx files are missing"),
+    ("text_encoder", "its text encoder files are missing"),
+])
+def test_an_incomplete_builtin_folder_says_what_it_lacks_in_one_line(engine, tiny_builtin, tmp_path, remove, words):
+    import shutil
+
+    folder = shutil.copytree(tiny_builtin, tmp_path / "builtin")
+    target = folder / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(store.ModelMissing, match=words) as caught:
+        run(engine, Generate(**common(folder)))
+    assert "\n" not in caught.value.message and len(caught.value.message) < 200
+
+
+def test_a_damaged_builtin_folder_says_so_in_one_line(engine, tiny_builtin, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_builtin, tmp_path / "builtin")
+    (folder / builtin.CONFIG_NAME).write_text('{"size": 32')
+    with pytest.raises(store.ModelMissing, match="is damaged and could not be loaded") as caught:
+        run(engine, Generate(**common(folder)))
+    assert "Expecting" not in caught.value.message and "Expecting" in caught.value.details
