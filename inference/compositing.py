@@ -10,7 +10,9 @@ hard or shifted seam, colours that drift, and "untouched" pixels that changed. S
   at (`model_size`), rather than on a whole 4000-pixel photo squeezed to 512;
 * the result is colour-matched to its surroundings (`match_colors`) and pasted back
   (`paste_back`) so that every pixel outside the feathered mask is bit-identical to the source;
-* outpainting becomes inpainting on a larger canvas (`extend_canvas`).
+* outpainting becomes inpainting on a larger canvas (`extend_canvas`);
+* a model that knows whole objects on transparency (the built-in one) edits the object cut out
+  of an opaque canvas (`cut_out`), laid back over the untouched background (`lay_back`).
 
 Boxes are (left, top, right, bottom) with right/bottom exclusive, as in Pillow. Nothing here
 imports Qt or torch.

@@ -49,7 +49,8 @@ class Loaded:
     runtime: str = "torch"  # or "onnxruntime"
     # The model reads and draws transparency, so the engine hands it sources with their alpha.
     keeps_alpha: bool = True
-    # It draws whole emoji and icons at `native` px: an inpaint window shows the object at 1:1.
+    # It draws whole emoji and icons at `native` px: an inpaint window shows the object at 1:1,
+    # and edit and vary work on the object cut out of its canvas (compositing.cut_out).
     whole_objects: bool = True
 
     @property

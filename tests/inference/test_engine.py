@@ -291,3 +291,10 @@ def test_an_image_over_the_pixel_limit_is_refused_before_the_model_loads(no_load
 def test_an_empty_image_is_refused_before_the_model_loads(no_loading, tiny_sd):
     with pytest.raises(BadInput, match=r"The image is empty"):
         run(no_loading, Vary(image=Image.new("RGB", (0, 10)), **common(tiny_sd)))
+
+
+def test_outpaint_of_a_document_wider_than_8192_px_works(engine, tiny_sd_inpaint):
+    source = noise(8200, 24)
+    image, resolved, _ = run(engine, Outpaint(image=source, right=8, **common(tiny_sd_inpaint)))
+    assert image.size == (8208, 24)
+    assert np.array_equal(np.asarray(image)[:, :8000], np.asarray(source)[:, :8000])
