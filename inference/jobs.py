@@ -129,9 +129,18 @@ def _shown(value: Any) -> str:
     return "a value of another kind"
 
 
+def short_repr(value: Any, limit: int = 300) -> str:
+    """repr() cut to `limit` characters for an error's details; never raises (repr of an int past
+    4,300 digits does, and so may a caller's object)."""
+    try:
+        return repr(value)[:limit]
+    except Exception:  # noqa: BLE001 - details must never be the error
+        return f"<{type(value).__name__} that cannot be shown>"
+
+
 def _bad(key: str, label: str, rule: str, value: Any) -> BadField:
     error = BadField(f"{label[0].upper()}{label[1:]} must be {rule}, not {_shown(value)}.",
-                     f"{key} = {_shown(value) if isinstance(value, numbers.Integral) else repr(value)[:300]}")
+                     f"{key} = {short_repr(value)}")
     error.field, error.label, error.rule, error.value = key, label, rule, value
     return error
 
@@ -176,7 +185,7 @@ def _text(key: str, label: str, value: Any, optional: bool = False) -> str | Non
         value.encode("utf-8")
     except UnicodeEncodeError:
         error = BadField(f"{label[0].upper()}{label[1:]} holds bytes that are not valid UTF-8 text; "
-                         "retype it (or check the terminal's text encoding).", f"{key} = {value!r}"[:300])
+                         "retype it (or check the terminal's text encoding).", f"{key} = {short_repr(value)}")
         error.field, error.label, error.rule, error.value = key, label, "valid UTF-8 text", value
         raise error from None
     return value
@@ -233,7 +242,9 @@ class ModelRef:
             if not isinstance(lora, LoraRef):
                 raise _bad("model.loras", "LoRA list", "a list of LoRAs", self.loras)
         object.__setattr__(self, "loras", tuple(self.loras))  # a list would make the job unhashable
-        for name, label in (("config", "model config"), ("preset", "preset"), ("sha256", "model hash")):
+        if self.config is not None:
+            _path("model.config", "model config", self.config)
+        for name, label in (("preset", "preset"), ("sha256", "model hash")):
             _text(f"model.{name}", label, getattr(self, name), optional=True)
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,21 +261,21 @@ class ModelRef:
         """Rebuild from `to_dict` output (a recipe); a damaged one raises BadInput saying what."""
         if not isinstance(data, Mapping):
             raise BadInput("This recipe is damaged: it does not say which model made the image.",
-                           f"model = {data!r}"[:300])
+                           f"model = {short_repr(data)}")
         if data.get("source") is None:
             raise BadInput("This recipe is damaged: its model has no source (the folder, file or repo id "
-                           "it comes from).", f"model = {dict(data)!r}"[:300])
+                           "it comes from).", f"model = {short_repr(dict(data))}")
         items = data.get("loras")
         if items is None:
             items = ()
         if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
-            raise BadInput("This recipe is damaged: its list of LoRAs cannot be read.", f"model.loras = {items!r}"[:300])
+            raise BadInput("This recipe is damaged: its list of LoRAs cannot be read.", f"model.loras = {short_repr(items)}")
         try:
             loras = []
             for item in items:
                 if not isinstance(item, Mapping) or item.get("source") is None:
                     raise BadInput("This recipe is damaged: one of its LoRAs does not say which file it is.",
-                                   f"model.loras = {items!r}"[:300])
+                                   f"model.loras = {short_repr(items)}")
                 loras.append(LoraRef(item["source"], item.get("scale", 1.0)))
             return cls(source=data["source"], loras=tuple(loras), config=data.get("config"),
                        preset=data.get("preset"), sha256=data.get("sha256"))
@@ -450,11 +461,11 @@ class Job:
         wrong value raises BadInput naming the field. Keys this version does not know are skipped.
         """
         if not isinstance(data, Mapping):
-            raise BadInput("This recipe is damaged: it does not describe a job.", repr(data)[:300])
+            raise BadInput("This recipe is damaged: it does not describe a job.", short_repr(data))
         kind = data.get("kind")
         cls = JOB_KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            shown = repr(kind)[:60] if isinstance(kind, str) else _shown(kind)
+            shown = short_repr(kind, 60) if isinstance(kind, str) else _shown(kind)
             raise BadInput(f"Unknown job kind {shown} in this recipe (it may come from a newer Quickbrush).",
                            f"Known kinds: {', '.join(JOB_KINDS)}.")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -468,7 +479,7 @@ class Job:
                 elif key == "mask_options":
                     if not isinstance(value, Mapping):
                         raise BadInput("This recipe is damaged: its mask options cannot be read.",
-                                       f"mask_options = {value!r}"[:300])
+                                       f"mask_options = {short_repr(value)}")
                     known = {f.name for f in dataclasses.fields(MaskOptions)}
                     value = MaskOptions(**{k: v for k, v in value.items() if k in known})
                 kwargs[key] = value

@@ -48,6 +48,7 @@ from inference.jobs import (
     BadInput,
     Job,
     JobError,
+    short_repr,
 )
 
 __all__ = [
@@ -655,18 +656,19 @@ def recipe_job_kind(recipe: Any) -> type[Job]:
     """The Job class a recipe (``read_recipe``'s output) rebuilds, so a caller can find the
     inputs it needs first; raises BadInput for anything that is not a usable recipe."""
     if not isinstance(recipe, Mapping):
-        raise BadInput("This is not a Quickbrush recipe.", repr(recipe)[:500])
+        raise BadInput("This is not a Quickbrush recipe.", short_repr(recipe, 500))
     version = recipe.get("format")
     if isinstance(version, bool) or not isinstance(version, int):
-        raise BadInput("This is not a Quickbrush recipe (it has no format number).", repr(version))
+        raise BadInput("This is not a Quickbrush recipe (it has no format number).", short_repr(version))
+    shown = str(version) if abs(version) < 10**9 else "a very large number"
     if version > RECIPE_FORMAT:
         raise BadInput(
-            f"This recipe was saved by a newer Quickbrush (recipe format {version}); "
+            f"This recipe was saved by a newer Quickbrush (recipe format {shown}); "
             "update Quickbrush to use it.",
             f"This version reads recipe format {RECIPE_FORMAT}.",
         )
     if version < 1:
-        raise BadInput(f"This recipe has an unsupported format number ({version}).")
+        raise BadInput(f"This recipe has an unsupported format number ({shown}).")
     data = recipe.get("job")
     if not isinstance(data, Mapping):
         raise BadInput("This recipe is damaged: it does not say which job made the image.")
