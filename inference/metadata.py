@@ -286,7 +286,7 @@ def _unquote(text: str) -> str:
         return text
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     return value if isinstance(value, str) else text
 
@@ -631,7 +631,7 @@ def read_recipe(path_or_image: Any) -> dict[str, Any] | None:
     if raw is not None:
         try:
             payload = json.loads(str(raw))
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested lists exhaust json's recursion
             payload = None
         if isinstance(payload, dict) and isinstance(payload.get("job"), dict):
             return payload
