@@ -146,6 +146,7 @@ class MainWindow(QMainWindow):
         self.bridge = bridge or JobBridge(parent=self)
         self.document = document or Document.new(768, 512)
         self._job_started_at: dict[int, float] = {}
+        self._model_status = ""
         self._preferences = None
         self._saving: threading.Thread | None = None
         self._save_done.connect(self._on_saved)
@@ -645,6 +646,8 @@ class MainWindow(QMainWindow):
         self._job_started_at[job_id] = time.monotonic()
         # "loading model…" comes with the engine's load progress, only when it really loads.
         self.worker_label.setText(f"{job.kind.capitalize()}: starting…")
+        if not self.models.status().startswith("Running "):
+            self._model_status = self.models.status()  # put back if this job fails or is cancelled
         self.models.set_status(f"Running {job.kind}")
         self.progress_bar.setRange(0, 0)
         self.progress_bar.show()
@@ -681,10 +684,12 @@ class MainWindow(QMainWindow):
             log.info("job %d finished: %s ok in %.2fs on %s", result.job_id, result.job.kind, total,
                      result.job.model.source)
         elif result.cancelled:
+            self.models.set_status(self._model_status)
             self.worker_label.setText("Cancelled")
             self.canvas.set_preview(None)
             log.info("job %d cancelled", result.job_id)
         else:
+            self.models.set_status(self._model_status)
             self.worker_label.setText("Failed")
             self.canvas.set_preview(None)
             error = result.error

@@ -399,3 +399,14 @@ def test_after_generating_from_the_prompt_single_letter_shortcuts_reach_the_canv
     QTest.keyClick(window.canvas, Qt.Key.Key_B)
     assert window.canvas.tool_state.tool == "brush" and edit.toPlainText() == text
     wait_for_results(qtbot, window, 1)
+
+
+def test_a_failed_job_puts_the_model_status_back(qtbot, window):
+    from inference.jobs import BadInput, Generate, Result
+
+    window.models.set_status("cpu · lcm")
+    job = Generate(prompt="x")
+    window._on_started(1, job)
+    assert window.models.status() == "Running generate"
+    window._on_finished(Result(1, job, error=BadInput("Nothing to edit.")))
+    assert window.models.status() == "cpu · lcm" and window.worker_label.text() == "Failed"
