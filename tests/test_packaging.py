@@ -80,3 +80,13 @@ def test_an_installed_wheel_carries_the_icons_and_the_builtin_model(tmp_path):
     assert (Path(out[1]) / "quickbrush_builtin.json").is_file() and Path(out[1]).is_relative_to(site)
     assert (Path(out[1]) / "onnx" / "unet.onnx").is_file() and (Path(out[1]) / "DATA.md").is_file()
     assert (Path(out[2]) / "app.svg").is_file() and Path(out[2]).is_relative_to(site)
+
+
+def test_test_files_have_distinct_names():
+    """pytest's default (prepend) import mode imports test files by basename: two of the same
+    name in different folders stop the whole run at collection."""
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(path.name for path in Path(__file__).parent.rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []

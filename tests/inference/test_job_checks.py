@@ -1,5 +1,7 @@
-"""The job language: every number a job holds is checked when the job is built, by hand or from a
-recipe, and a bad one is a BadInput naming the field, never a traceback or a silent NaN."""
+"""inference/jobs.py, the job language: every number a job holds is checked when the job is built,
+by hand or from a recipe, and a bad one is a BadInput naming the field, never a traceback or a
+silent NaN. (Not test_jobs.py: tests/editor/test_jobs.py has that name, and pytest's default
+import mode needs distinct basenames.)"""
 
 from __future__ import annotations
 
