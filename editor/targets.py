@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
+from editor.document import _intersect
 from inference import compositing
 from inference.jobs import (
     BadInput,
@@ -70,11 +71,6 @@ def parse_size(preset: str) -> tuple[int, int] | None:
     except ValueError:
         return None
     return (w, h) if w > 0 and h > 0 else None
-
-
-def _intersect(a: Box, b: Box) -> Box | None:
-    left, top, right, bottom = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    return (left, top, right, bottom) if left < right and top < bottom else None
 
 
 # --------------------------------------------------------------------------- building jobs
