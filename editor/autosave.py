@@ -401,10 +401,6 @@ class AutosaveManager(QObject):
                  interval_s: float | None = None):
         super().__init__(window)
         self.folder = Path(folder) if folder is not None else autosave_dir()
-        # The history as editor.ora takes it: the window's, which saves each target's layer as
-        # its index in the file (layer ids are valid for one session only).
-        self._records = (window.history_records if window is not None
-                         else lambda document: document.history.records())
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quickbrush-autosave")
         self._document: Any = None
         self._stem: str | None = None
@@ -524,7 +520,7 @@ class AutosaveManager(QObject):
         target = self.folder / f"{stem}.ora"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            prepared = prepare_save(target, document, self._records(document))
+            prepared = prepare_save(target, document, document.history_records())
         except OSError as error:
             self._report(JobError(f"Could not autosave {document.display_name}: the autosave folder "
                                   f"cannot be created.", f"{self.folder}\n{error}"))

@@ -429,6 +429,22 @@ class Document(QObject):
         base = Path(self.path or self.source_path or "Untitled")
         return str(base.with_suffix(suffix))
 
+    def history_records(self) -> list[dict]:
+        """The history as `editor.ora.save_ora` / `prepare_save` take it, each target's layer
+        saved by its index (layer ids hold for one session only)."""
+        index = {layer.id: i for i, layer in enumerate(self.layers)}
+        return self.history.records(index.get)
+
+    def load_history(self, records: Sequence[dict]) -> None:
+        """Make `records` (from `editor.ora.load_ora`) this document's history."""
+        layers = self.layers
+
+        def layer_id(index: object) -> int | None:
+            ok = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(layers)
+            return layers[index].id if ok else None  # type: ignore[index]
+
+        self.history.load_records(records, layer_id=layer_id)
+
     def mark_saved(self, path: str | None = None) -> None:
         """After a successful save: the current state is clean, and `path` (if given) is the file."""
         if path is not None:

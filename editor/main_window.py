@@ -391,10 +391,7 @@ class MainWindow(QMainWindow):
         old = self.document
         self.document = document
         if history:
-            layers = document.layers
-            document.history.load_records(
-                history, layer_id=lambda index: layers[index].id if isinstance(index, int) and 0 <= index < len(layers)
-                else None)
+            document.load_history(history)
         self.canvas.set_document(document)
         self.layers.set_document(document)
         self.history.set_history(document.history)
@@ -519,17 +516,8 @@ class MainWindow(QMainWindow):
         log.info("saved %s", path)
 
     def history_records(self, document: Document | None = None) -> list[dict]:
-        """The document's history as `editor.ora.prepare_save` takes it, targets by layer index."""
-        document = document or self.document
-        layers = document.layers
-
-        def layer_index(layer_id: int) -> int | None:
-            for index, layer in enumerate(layers):
-                if layer.id == layer_id:
-                    return index
-            return None
-
-        return document.history.records(layer_index)
+        """The document's history as `editor.ora.prepare_save` takes it (`Document.history_records`)."""
+        return (document or self.document).history_records()
 
     @property
     def saving(self) -> bool:

@@ -7,7 +7,6 @@ from PySide6.QtCore import QSettings
 
 from editor import targets
 from editor.document import Document
-from editor.history import History
 from editor.ora import load_ora, save_ora
 from editor.settings import Settings
 from inference.jobs import ModelRef, Result, Target
@@ -154,12 +153,12 @@ def test_targets_and_the_applied_recipe_survive_a_save_and_reopen(layered, setti
     settings.mode = "vary"
     doc.history.add_result(Result(2, targets.plan(doc, settings, MODEL, [10]).jobs[0],
                                   image=Image.new("RGB", (96, 64))))
-    index = {layer.id: i for i, layer in enumerate(doc.layers)}
-    save_ora(tmp_path / "art.ora", doc, history=doc.history.records(index.get))
+    save_ora(tmp_path / "art.ora", doc, history=doc.history_records())
 
     loaded, records = load_ora(tmp_path / "art.ora")
-    history = History()
-    entries = history.load_records(records, layer_id=lambda i: loaded.layers[i].id)
+    loaded.load_history(records)
+    history = loaded.history
+    entries = history.entries()
     assert [e.job.seed for e in entries] == [9, 10]
     assert history.last_applied() is entries[0] and history.unapplied() == [entries[1]]
     target = entries[0].target
