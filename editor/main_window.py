@@ -476,7 +476,7 @@ class MainWindow(QMainWindow):
 
         self.wait_for_save()  # one save at a time, in order
         try:
-            prepared = prepare_save(path, self.document, self.history_records())
+            prepared = prepare_save(path, self.document, self.document.history_records())
         except JobError as exc:
             self.show_error(exc.message, exc.details)
             return False
@@ -514,10 +514,6 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {Path(path).name}", 4000)
         self._update_title()
         log.info("saved %s", path)
-
-    def history_records(self, document: Document | None = None) -> list[dict]:
-        """The document's history as `editor.ora.prepare_save` takes it (`Document.history_records`)."""
-        return (document or self.document).history_records()
 
     @property
     def saving(self) -> bool:
