@@ -78,8 +78,9 @@ class OnnxBuiltin:
     """Same `sample` contract as inference.builtin.BuiltinModel, on numpy arrays."""
 
     def __init__(self, folder: str | Path, threads: int | None = None):
-        import onnxruntime as ort
+        from inference.privacy import onnxruntime
 
+        ort = onnxruntime()
         folder = Path(folder)
         self.folder = folder
         self.cfg = json.loads((folder / CONFIG_NAME).read_text())

@@ -1,6 +1,12 @@
 """Test configuration shared by every test: offline, headless, and never the user's settings."""
 
 import os
+import sys
+from pathlib import Path
+
+# Shared test helpers (tiny_models, bad_inputs, tracing) import by name from any test folder.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Set before anything imports huggingface_hub or Qt, so no test waits on the network or a display.
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -132,7 +132,9 @@ def _seed_settings(config_home: Path, values: dict) -> None:
 def launch(xserver, tmp_path, tiny_sd_inpaint):
     started: list[App] = []
 
-    def start(*, scale: float = 1.0, settings: dict | None = None, open_photo: bool = True) -> App:
+    def start(*, scale: float = 1.0, settings: dict | None = None, open_photo: bool = True,
+              prefix: tuple[str, ...] = (), drop_env: tuple[str, ...] = ()) -> App:
+        """`prefix` runs the app under another program (strace); `drop_env` removes variables."""
         display = xserver(SCREENS[scale])
         home = tmp_path / f"home-{len(started)}"
         (home / ".config").mkdir(parents=True)
@@ -140,14 +142,14 @@ def launch(xserver, tmp_path, tiny_sd_inpaint):
             settings = {"model": str(tiny_sd_inpaint), "steps": 2, "seed": 7, "seed_locked": True,
                         "prompt": "a small red house", "brush_size": 48}
         _seed_settings(home / ".config", settings)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "XDG_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "XDG_")) and k not in drop_env}
         env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
                    XDG_DATA_HOME=str(home / ".local" / "share"), XDG_RUNTIME_DIR=str(home),
                    HF_HUB_OFFLINE="1", QT_SCALE_FACTOR=str(scale), QT_ACCESSIBILITY="0")
         quickbrush = shutil.which("quickbrush") or pytest.fail("the `quickbrush` command is not installed")
         log = home / "quickbrush.log"
         files = [str(_photo(tmp_path / "photo.png"))] if open_photo else []
-        proc = subprocess.Popen([quickbrush, *files, "--log-file", str(log)],
+        proc = subprocess.Popen([*prefix, quickbrush, *files, "--log-file", str(log)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         app = App(proc, log, display, env)
         started.append(app)
