@@ -67,9 +67,9 @@ def test_killed_app_recovers_the_stroke_and_the_history(launch, monkeypatch):  #
     first.xdotool("mousemove", "--sync", *park)
     mark = len(first.log_text())
     first.xdotool("key", "--clearmodifiers", "ctrl+Return")
-    first.wait_for(r"job \d+ finished: inpaint ok", timeout=180, after=mark)
-    mark = len(first.log_text())
-    first.wait_for(r"autosaved photo\.png to ", timeout=30, after=mark)
+    finished = first.wait_for(r"job \d+ finished: inpaint ok", timeout=180, after=mark)
+    # The autosave the result starts may be in the log already: look from the result on.
+    first.wait_for(r"autosaved photo\.png to ", timeout=30, after=finished.end())
     deadline = time.monotonic() + 30
     while len((on_disk := _autosave_state(folder))["history"]) < 1 and time.monotonic() < deadline:
         time.sleep(0.2)  # an autosave begun before the result came in may have finished first
