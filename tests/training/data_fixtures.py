@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -26,6 +27,8 @@ from training import data
 from training.data import Pin
 
 TONES = list(data.TONES)
+# What the shared `built` dataset (conftest.py) draws: Fluent needs resvg.
+BUILT_SOURCES = ("twemoji", "fluent-flat", "fluent-modern") if importlib.util.find_spec("resvg_py") else ("twemoji",)
 
 
 def _emoji(unified, label, group, subgroup, order, tones=(), tone_labels="cldr"):
