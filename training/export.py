@@ -39,11 +39,12 @@ def _write_int8(module, folder: Path) -> None:
 
 
 def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True,
-           data_sources: tuple[str, ...] | None = None) -> Path:
+           data_sources: tuple[str, ...] | None = None, data_versions: dict | None = None) -> Path:
     """The model folder: torch weights (int8 storage) for fine-tuning and tests, plus the ONNX
     graphs the app runs (inference/builtin_onnx.py). With `data_sources` (what it was trained on),
     quickbrush_builtin.json records them (the runtimes ignore the key; the benchmark reads it) and
-    DATA.md gives their licences and attribution."""
+    DATA.md gives their licences and attribution, and the package versions the data set recorded
+    (`data_versions`, its meta["versions"]; default: the pins)."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
@@ -65,7 +66,7 @@ def export(model: BuiltinModel, out: Path, int8: bool = True, onnx: bool = True,
         from training.data import data_card
 
         config["data_sources"] = list(data_sources)
-        (tmp / "DATA.md").write_text(data_card(data_sources), encoding="utf-8")
+        (tmp / "DATA.md").write_text(data_card(data_sources, data_versions), encoding="utf-8")
     (tmp / "quickbrush_builtin.json").write_text(json.dumps(config, indent=2) + "\n")
     # Replace the model's own files only: anything else in the folder stays.
     out.mkdir(parents=True, exist_ok=True)

@@ -666,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = assemble(run, cfg, text)
         out = args.out or run / "export"
-        export(model, out, int8=args.int8, data_sources=sources)
+        export(model, out, int8=args.int8, data_sources=sources, data_versions=ds.meta.get("versions"))
         log("exported", out=str(out))
     return 0
 
