@@ -307,7 +307,7 @@ def _off_background(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- whole objects
 
 
-# How the built-in model saw every object it learnt (training/data.py `fit`): cropped to the
+# How the built-in model saw every object it learnt (training/data/render.py `fit`): cropped to the
 # pixels with alpha above ALPHA_EDGE, the longer side scaled to OBJECT_FILL of its square frame,
 # centred on transparency.
 OBJECT_FILL = 0.9
