@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,54 +31,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inference.builtin_onnx import sigma_schedule
-from inference.models.presets import guidance_for
+# The config is torch-free (the ONNX runtime and the backend read it too); it is re-exported here.
+from inference.builtin_onnx import CONFIG_NAME, BuiltinConfig, sigma_schedule  # noqa: F401
 
-CONFIG_NAME = "quickbrush_builtin.json"
 INT8_WEIGHTS = "weights.int8.safetensors"  # see training/export.py for the format
 TOKENS = 16  # text tokens the UNet attends to; emoji names and short instructions fit
-
-
-@dataclass(frozen=True)
-class BuiltinConfig:
-    size: int = 128  # native output, square
-    latent_channels: int = 8
-    text_dim: int = 256
-    steps: int = 4
-    guidance: float = 2.0
-    shift: float = 1.0  # the sampler's time shift (inference.builtin_onnx.sigma_schedule)
-    # Guidance per step count, ((steps, scale), ...); see inference.models.presets.guidance_for.
-    guidance_by_steps: tuple[tuple[int, float], ...] = ()
-    block_out_channels: tuple[int, ...] = (64, 128, 192)
-    attention_heads: int = 4
-    ae_channels: int = 64
-    latent_std: float = 1.0  # measured on the training set: the flow model sees unit-variance latents
-
-    @property
-    def latent_size(self) -> int:
-        return self.size // 8
-
-    @property
-    def in_channels(self) -> int:
-        return 2 * self.latent_channels + 2  # noisy + condition latent, mask, edit flag
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["guidance_by_steps"] = {str(k): v for k, v in self.guidance_by_steps}
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "BuiltinConfig":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "block_out_channels" in known:
-            known["block_out_channels"] = tuple(known["block_out_channels"])
-        if "guidance_by_steps" in known:
-            known["guidance_by_steps"] = tuple(sorted((int(k), float(v))
-                                                      for k, v in dict(known["guidance_by_steps"]).items()))
-        return cls(**known)
-
-    def guidance_for(self, steps: int) -> float:
-        return guidance_for(steps, self.guidance, dict(self.guidance_by_steps))
 
 
 def build_autoencoder(cfg: BuiltinConfig):

@@ -1,5 +1,9 @@
 """Turns a Job into a Result: picks the model and backend, resolves defaults, composites.
 
+The backend comes from the registry (inference.backends), and what the engine decides by (how a
+model inpaints, whether it keeps alpha, its native size) from the backend's Capabilities; this
+module imports no runtime itself.
+
 The engine belongs to one thread (the worker's); it is not thread-safe by itself. It keeps loaded
 models in a small LRU cache bounded by count and by memory, and records in every Result the exact
 job that ran, with the defaults it filled in, so the recipe reproduces the image.
@@ -16,8 +20,8 @@ from typing import Any, Callable
 from PIL import Image
 
 from inference import compositing
-from inference.backends import diffusers_backend as backend
-from inference.device import dtype_name, pick_device, pick_dtype
+from inference.backends import Capabilities, Loaded, backend_for
+from inference.device import check_device, check_dtype, dtype_name
 from inference.images import check_pixels, has_alpha
 from inference.models.store import estimate_bytes, locate
 from inference.jobs import (
@@ -56,9 +60,10 @@ def _available_memory(device: str) -> int | None:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+    # torch's OutOfMemoryError by name: importing torch to test a built-in model's error would
+    # load torch into a process that never needed it.
+    if isinstance(exc, MemoryError) or any(
+            cls.__name__ == "OutOfMemoryError" and cls.__module__.startswith("torch") for cls in type(exc).__mro__):
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
@@ -74,7 +79,7 @@ class Engine:
         activations when a model is loaded beside others (older models are unloaded to keep it)."""
         self.max_models = max_models
         self.reserve_bytes = reserve_bytes
-        self._cache: OrderedDict[tuple, backend.Loaded] = OrderedDict()
+        self._cache: OrderedDict[tuple, Loaded] = OrderedDict()
 
     # -- model cache ----------------------------------------------------------------------
 
@@ -82,25 +87,38 @@ class Engine:
     def _key(ref: ModelRef, device: str, dtype: str) -> tuple:
         return (ref.source, ref.config, ref.preset, ref.loras, device, dtype)
 
-    def loaded_models(self) -> list[backend.Loaded]:
+    def _cached(self, ref: ModelRef, device: str | None, dtype: str | None) -> Loaded | None:
+        """The cached model for this job, found without looking at its files again: the backend
+        of a cached copy of `ref` places the job (device, dtype) as it did when it loaded it."""
+        for cached in [m for m in self._cache.values() if self._key(m.ref, "", "") == self._key(ref, "", "")]:
+            key = self._key(ref, *cached.backend.placement(device, dtype))
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        return None
+
+    def loaded_models(self) -> list[Loaded]:
         return list(self._cache.values())
 
     def model(self, ref: ModelRef, device: str | None = None, dtype: str | None = None,
-              on_load: Callable[[], None] | None = None) -> tuple[backend.Loaded, bool]:
+              on_load: Callable[[], None] | None = None) -> tuple[Loaded, bool]:
         """The loaded model for `ref`, and whether it was loaded just now (`on_load()` is
         called first when it must be loaded, so a GUI can say "loading model" only then)."""
-        device = pick_device(device)
-        dtype_key = dtype_name(pick_dtype(device, dtype))
+        check_device(device)
+        check_dtype(dtype)
+        cached = self._cached(ref, device, dtype)
+        if cached is not None:
+            return cached, False
+        located = locate(ref.source)
+        chosen = backend_for(located)
+        device, dtype_key = chosen.placement(device, dtype)
         key = self._key(ref, device, dtype_key)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key], False
         while len(self._cache) >= self.max_models:
             self._evict_oldest()
         if on_load is not None:
             on_load()
         self._make_room(estimate_bytes(ref) + self.reserve_bytes, device)
-        loaded = _load(ref, device, dtype_key)
+        loaded = chosen.load(ref, located, device, dtype_key)
         self._cache[key] = loaded
         return loaded, True
 
@@ -118,19 +136,11 @@ class Engine:
         self._release(loaded)
 
     @staticmethod
-    def _release(loaded: backend.Loaded) -> None:
-        loaded.derived.clear()
-        loaded.pipe = None
-        import gc
-
-        gc.collect()
+    def _release(loaded: Loaded) -> None:
         try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:
-            pass
+            loaded.backend.release(loaded)
+        except Exception:  # unloading must not fail a job or the quit; the memory goes with the process
+            log.warning("releasing %s failed", loaded.ref.source, exc_info=True)
 
     def unload(self, source: str | None = None) -> int:
         """Unload one model (by source) or all; returns how many were unloaded."""
@@ -169,8 +179,9 @@ class Engine:
         if cancelled():
             raise Cancelled()
 
-        loaded_backend = _backend_of(loaded)
-        multiple = getattr(loaded, "multiple", 8)
+        loaded_backend = loaded.backend
+        caps = loaded_backend.capabilities(loaded)
+        multiple, native = caps.multiple, caps.native
         preset = loaded.preset
         steps = job.steps or preset.steps
         guidance = preset.guidance_for(steps) if job.guidance is None else job.guidance
@@ -200,9 +211,9 @@ class Engine:
 
         composite_seconds = 0.0
         if isinstance(job, Generate):
-            width, height = job.width or loaded.native, job.height or loaded.native
+            width, height = job.width or native, job.height or native
             run_w, run_h = _round_up(width, multiple), _round_up(height, multiple)
-            if loaded.in_channels == 9:
+            if caps.through_inpaint("text2img"):
                 grey = Image.new("RGB", (run_w, run_h), (127, 127, 127))
                 white = Image.new("L", (run_w, run_h), 255)
                 image, timings = call("inpaint", image=grey, mask_image=white, width=run_w, height=run_h, strength=1.0)
@@ -212,22 +223,22 @@ class Engine:
             resolved.update(width=width, height=height)
         elif isinstance(job, (Vary, Edit)):
             # Whole-image kinds run at the model's resolution and come back at the asked size.
-            source = _source(job.image, loaded)
+            source = _source(job.image, caps)
             width, height = job.width or source.width, job.height or source.height
             cut = None
-            if loaded.whole_objects:
+            if caps.whole_objects:
                 # The built-in model knows objects on transparency, not canvases: it works on the
                 # object cut out at its own size, laid back over the untouched background.
                 t0 = time.perf_counter()
-                cut = _cut_out(source, loaded.native, job)
+                cut = _cut_out(source, native, job)
                 model_input, (run_w, run_h) = cut.frame, cut.frame.size
                 composite_seconds += time.perf_counter() - t0
             else:
-                run_w, run_h = compositing.model_size(source.width, source.height, loaded.native, multiple)
+                run_w, run_h = compositing.model_size(source.width, source.height, native, multiple)
                 model_input = source.resize((run_w, run_h), Image.Resampling.LANCZOS)
             if isinstance(job, Edit):
                 image, timings = call("edit", image=model_input, image_guidance_scale=job.image_guidance)
-            elif loaded.in_channels == 9:
+            elif caps.through_inpaint("img2img"):
                 white = Image.new("L", (run_w, run_h), 255)
                 image, timings = call("inpaint", image=model_input, mask_image=white, width=run_w, height=run_h,
                                       strength=job.strength)
@@ -241,11 +252,11 @@ class Engine:
         elif isinstance(job, (Inpaint, Outpaint)):
             if isinstance(job, Outpaint):
                 # The built-in model gets the transparency it draws on; others an RGB canvas.
-                source, mask = compositing.extend_canvas(_source(job.image, loaded), job.left, job.top, job.right,
+                source, mask = compositing.extend_canvas(_source(job.image, caps), job.left, job.top, job.right,
                                                          job.bottom)
                 source_for_paste = source
             else:
-                source, mask = _source(job.image, loaded), job.mask.convert("L")
+                source, mask = _source(job.image, caps), job.mask.convert("L")
                 source_for_paste = job.image if job.image.mode in ("RGB", "RGBA") else source
             options = job.mask_options
             t0 = time.perf_counter()
@@ -255,11 +266,11 @@ class Engine:
                 raise BadInput("The mask is empty: paint over the part of the image to fill, then try again.")
             if options.crop_padding is None:
                 box = (0, 0, source.width, source.height)
-            elif loaded.whole_objects:
-                box = compositing.object_window(source, bbox, loaded.native, options.crop_padding)
+            elif caps.whole_objects:
+                box = compositing.object_window(source, bbox, native, options.crop_padding)
             else:
-                box = compositing.crop_region(source.size, bbox, options.crop_padding, loaded.native)
-            run_w, run_h = compositing.model_size(box[2] - box[0], box[3] - box[1], loaded.native, multiple)
+                box = compositing.crop_region(source.size, bbox, options.crop_padding, native)
+            run_w, run_h = compositing.model_size(box[2] - box[0], box[3] - box[1], native, multiple)
             crop = source.crop(box).resize((run_w, run_h), Image.Resampling.LANCZOS)
             # The model regenerates everything the feathered alpha touches; the blend hides the edge.
             model_mask = alpha.crop(box).point(lambda v: 255 if v > 0 else 0).resize((run_w, run_h), Image.Resampling.NEAREST)
@@ -298,23 +309,6 @@ def _check_sizes(job: Job) -> None:
         check_pixels(job.width or image.width, job.height or image.height, "The result")
 
 
-def _load(ref: ModelRef, device: str, dtype: str):
-    """The backend that fits the model folder: Quickbrush's own format, or diffusers."""
-    from inference.backends import builtin_backend
-    from inference.builtin import BuiltinModel
-
-    located = locate(ref.source)
-    if located.kind in ("builtin", "folder") and BuiltinModel.is_builtin_folder(located.path):
-        if ref.loras:
-            raise BadInput("LoRAs work with Stable Diffusion models, not with the built-in model.")
-        return builtin_backend.load(ref, located.path, device)
-    return backend.load(ref, device, dtype)
-
-
-def _backend_of(loaded):
-    return getattr(loaded, "backend", backend)
-
-
 def _cut_out(source: Image.Image, native: int, job: Job) -> compositing.Cutout:
     """compositing.cut_out, with a message for the designer where the image holds no object."""
     verb, does = ("edit", "edits") if isinstance(job, Edit) else ("vary", "varies")
@@ -334,11 +328,11 @@ def _cut_out(source: Image.Image, native: int, job: Job) -> compositing.Cutout:
             "(an InstructPix2Pix one for edits).") from None
 
 
-def _source(image: Image.Image, loaded) -> Image.Image:
+def _source(image: Image.Image, caps: Capabilities) -> Image.Image:
     """What the model reads: RGBA with its transparency for a model that draws transparency (the
     built-in one, trained on transparent emoji and icons: over grey it sees a grey square and edits
     that), else RGB over grey."""
-    if loaded.keeps_alpha and has_alpha(image):
+    if caps.keeps_alpha and has_alpha(image):
         return image.convert("RGBA")
     return _rgb(image)
 

@@ -1,6 +1,9 @@
-"""Quickbrush's built-in model (inference/builtin.py) behind the same interface as the diffusers
-backend: `load`, `run`, `preview`, and a `Loaded` the engine caches, so jobs, previews,
-cancelling and timings work the same whichever model the designer picked.
+"""Quickbrush's built-in model behind the Backend protocol (inference.backends): `load`, `run`,
+`preview`, `capabilities`, and a `Loaded` the engine caches, so jobs, previews, cancelling and
+timings work the same whichever model the designer picked.
+
+On the CPU it runs the ONNX graphs (inference/builtin_onnx.py) and imports no torch; torch and the
+torch modules (inference/builtin.py) are imported only for a GPU, or a folder without the graphs.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
-from inference.builtin import CONFIG_NAME, BuiltinConfig, BuiltinModel
-from inference.device import dtype_name, pick_device
+from inference.backends import Capabilities, StepCallback
+from inference.builtin_onnx import CONFIG_NAME, BuiltinConfig
+from inference.device import check_device, check_dtype, dtype_name, pick_device
 from inference.jobs import BadInput, Cancelled, ModelMissing, ModelRef
 from inference.models.presets import Preset
+from inference.models.store import Located, folder_fingerprint
 
-StepCallback = Callable[[int, int, "torch.Tensor | None"], None]
 MULTIPLE = 32  # autoencoder /8, then the UNet's two downsamplings
 # (folder, file pattern) each runtime cannot start without; the text encoder serves both.
 _TEXT = ("text_encoder", "tokenizer.json")
@@ -32,16 +35,15 @@ TORCH_PARTS = (("unet", "*.safetensors"), ("autoencoder", "*.safetensors"), ("sc
 @dataclass
 class Loaded:
     ref: ModelRef
-    pipe: BuiltinModel | None
+    pipe: Any  # OnnxBuiltin, or inference.builtin.BuiltinModel; None once unloaded
     native: int
     preset: Preset
     device: str
-    dtype: torch.dtype
+    dtype: str  # the torch modules run in float32, and so do the ONNX graphs
     nbytes: int
     sha256: str | None
     load_seconds: float
     family: str = "quickbrush"
-    in_channels: int = 18
     multiple: int = MULTIPLE
     scheduler_class: str = "FlowMatchEulerDiscreteScheduler"
     scheduler_config: dict[str, Any] = field(default_factory=dict)
@@ -53,15 +55,11 @@ class Loaded:
     # and edit and vary work on the object cut out of its canvas (compositing.cut_out).
     whole_objects: bool = True
 
+    backend: "BuiltinBackend" = field(default_factory=lambda: BACKEND)
+
     @property
     def task(self) -> str:
         return "all"  # generate, inpaint and edit, one network
-
-    @property
-    def backend(self):
-        import sys
-
-        return sys.modules[__name__]
 
     def info(self) -> dict[str, Any]:
         return {"family": self.family, "task": self.task, "native": self.native, "preset": self.preset.name,
@@ -72,11 +70,10 @@ class Loaded:
 def load(ref: ModelRef, folder: str, device: str | None = None) -> Loaded:
     """The ONNX graphs when the folder has them (what ships: fast to load, no diffusers import),
     else the torch modules (a training checkpoint, or a GPU device asked for)."""
-    from inference.backends.diffusers_backend import folder_fingerprint
     from inference.builtin_onnx import OnnxBuiltin, has_onnx
 
     started = time.perf_counter()
-    device = pick_device(device)
+    device = _device(device)
     onnx = has_onnx(folder) and device == "cpu"
     name = Path(folder).name
     missing = [part for part in (ONNX_PARTS if onnx else TORCH_PARTS) if not any((Path(folder) / part[0]).glob(part[1]))]
@@ -93,6 +90,8 @@ def load(ref: ModelRef, folder: str, device: str | None = None) -> Loaded:
             model = OnnxBuiltin(folder)
             runtime = "onnxruntime"
         else:
+            from inference.builtin import BuiltinModel
+
             model = BuiltinModel.load(folder, device=device)
             runtime = "torch"
     except Exception as exc:
@@ -103,7 +102,7 @@ def load(ref: ModelRef, folder: str, device: str | None = None) -> Loaded:
         p.numel() * p.element_size() for m in (model.unet, model.autoencoder) for p in m.parameters())
     preset = Preset("quickbrush-builtin", (), None, steps=cfg.steps, guidance=cfg.guidance,
                     max_steps=8, image_guidance=1.0, guidance_by_steps=cfg.guidance_by_steps)
-    return Loaded(ref=ref, pipe=model, native=cfg.size, preset=preset, device=device, dtype=torch.float32,
+    return Loaded(ref=ref, pipe=model, native=cfg.size, preset=preset, device=device, dtype="float32",
                   nbytes=nbytes, sha256=folder_fingerprint(folder), load_seconds=time.perf_counter() - started,
                   runtime=runtime)
 
@@ -147,7 +146,58 @@ def run(loaded: Loaded, task: str, call: dict[str, Any], steps: int, on_step: St
                     "decode": timings.get("decode_s", 0.0)}
 
 
-def preview(loaded: Loaded, latents: torch.Tensor | None) -> Image.Image | None:
+def preview(loaded: Loaded, latents: Any) -> Image.Image | None:
     """None: a whole built-in job takes about as long as decoding a preview after every step
     would add (about 20 ms each), so the designer sees the result sooner without previews."""
     return None
+
+
+def _device(requested: str | None) -> str:
+    """The CPU unless a GPU is asked for by name: "auto" runs the ONNX graphs, which need no
+    torch and take about a tenth of a second a job on the CPU anyway."""
+    check_device(requested)
+    return "cpu" if requested in (None, "", "auto") else pick_device(requested)
+
+
+class BuiltinBackend:
+    """The Backend protocol over this module's functions (looked up at call time, so a test can
+    replace `run` here and the engine calls the replacement)."""
+
+    name = "builtin"
+
+    def claims(self, located: Located) -> bool:
+        return located.kind in ("builtin", "folder") and (Path(located.path) / CONFIG_NAME).is_file()
+
+    def placement(self, device: str | None, dtype: str | None) -> tuple[str, str]:
+        check_dtype(dtype)  # an unknown precision is refused as for any model
+        return _device(device), "float32"
+
+    def load(self, ref: ModelRef, located: Located, device: str, dtype: str) -> Loaded:
+        if ref.loras:
+            raise BadInput("LoRAs work with Stable Diffusion models, not with the built-in model.")
+        return load(ref, located.path, device)
+
+    def run(self, loaded, task, call, steps, on_step, cancelled, scheduler):
+        return run(loaded, task, call, steps, on_step, cancelled, scheduler)
+
+    def preview(self, loaded, latents):
+        return preview(loaded, latents)
+
+    def capabilities(self, loaded: Loaded) -> Capabilities:
+        return Capabilities(tasks=frozenset(("text2img", "img2img", "inpaint", "edit")), inpaint="native",
+                            keeps_alpha=loaded.keeps_alpha, whole_objects=loaded.whole_objects,
+                            native=loaded.native, multiple=loaded.multiple)
+
+    def release(self, loaded: Loaded) -> None:
+        import gc
+
+        loaded.derived.clear()
+        loaded.pipe = None
+        gc.collect()  # the model's reference cycles hold its weights until collected
+        if loaded.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+BACKEND = BuiltinBackend()

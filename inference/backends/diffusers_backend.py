@@ -4,11 +4,14 @@ Loading: a diffusers folder, a Hub repo id (cache first, download only when allo
 original-format checkpoint file via `from_single_file`; LoRAs through diffusers' PEFT adapters.
 Running: the pipelines always return latents; this module decodes them itself, so a cancelled job
 never pays for the decoder and the Result can report encode/denoise/decode times separately.
+
+torch and diffusers are imported inside the functions that use them: the registry
+(inference.backends) imports this module to ask whether it serves a model, and that must cost
+nothing when the model turns out to be the built-in one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -16,16 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from PIL import Image
 
-from inference.device import dtype_name, pick_device, pick_dtype
+from inference.backends import Capabilities, StepCallback
+from inference.device import dtype_name, pick_device, pick_dtype, pick_dtype_name
 from inference.jobs import BadInput, Cancelled, JobError, ModelMissing, ModelRef, NetworkUnavailable
 from inference.models.presets import SCHEDULERS, Preset, match_preset, with_steps_from_name
-from inference.models.store import CHECKPOINT_SUFFIXES, check_pipeline_folder, locate, looks_like_repo_id
-from inference.previews import latents_to_preview
-
-StepCallback = Callable[[int, int, "torch.Tensor | None"], None]
+from inference.models.store import (  # noqa: F401 - file_sha256, folder_fingerprint: once defined here
+    CHECKPOINT_SUFFIXES, Located, check_pipeline_folder, file_sha256, folder_fingerprint, locate, looks_like_repo_id)
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Loaded:
     native: int  # native resolution in pixels (square side)
     preset: Preset
     device: str
-    dtype: torch.dtype
+    dtype: Any  # torch.dtype
     nbytes: int
     sha256: str | None
     load_seconds: float
@@ -48,6 +49,7 @@ class Loaded:
     derived: dict[str, Any] = field(default_factory=dict)
     keeps_alpha: bool = False  # the VAE sees RGB only: sources are flattened over grey
     whole_objects: bool = False  # inpaint crops zoom in on the mask (compositing.crop_region)
+    backend: "DiffusersBackend" = field(default_factory=lambda: BACKEND)
 
     @property
     def task(self) -> str:
@@ -91,33 +93,6 @@ def _is_network_error(exc: BaseException) -> bool:
     return False
 
 
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def folder_fingerprint(path: str) -> str:
-    """A cheap identity for a folder model: hash of its configs and weight file sizes.
-
-    Hashing gigabytes of weights on every load would cost seconds; configs plus sizes change
-    whenever the model does in practice.
-    """
-    digest = hashlib.sha256()
-    root = Path(path)
-    for file in sorted(root.rglob("*")):
-        if file.is_file():
-            rel = file.relative_to(root).as_posix()
-            digest.update(rel.encode())
-            if file.suffix in (".json", ".txt"):
-                digest.update(file.read_bytes())
-            else:
-                digest.update(str(file.stat().st_size).encode())
-    return digest.hexdigest()
-
-
 def _cross_attention_key(keys: set[str]) -> str | None:
     """A UNet cross-attention key projection, whose input width is the text encoder's: 768 for
     SD 1.x (CLIP ViT-L), 1024 for SD 2.x (OpenCLIP ViT-H). Any block's will do: which blocks have
@@ -152,6 +127,8 @@ def _checkpoint_layout(path: str) -> tuple[str, int]:
         except Exception as exc:
             raise BadInput(f"{Path(path).name} could not be read: the file is damaged or incomplete.", str(exc)) from exc
     else:
+        import torch
+
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -188,6 +165,7 @@ _PIPELINES = {
 
 def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> Loaded:
     import diffusers
+    import torch
 
     started = time.perf_counter()
     located = locate(ref.source)
@@ -373,7 +351,7 @@ def pipeline_for(loaded: Loaded, task: str) -> Any:
 class _StageTimer:
     """Accumulates time spent in the text encoders and the VAE encoder during a pipeline call."""
 
-    def __init__(self, modules: list[torch.nn.Module]):
+    def __init__(self, modules: list[Any]):
         self.seconds = 0.0
         self._start: float | None = None
         self._handles = []
@@ -408,6 +386,8 @@ def run(
     `steps` is how many denoising steps actually run; for image-to-image at strength s diffusers
     runs int(num_inference_steps * s) of them, so num_inference_steps is scaled up to match.
     """
+    import torch
+
     pipe = pipeline_for(loaded, task)
     pipe.scheduler = make_scheduler(loaded, scheduler)
     strength = call.get("strength")
@@ -455,7 +435,9 @@ def run(
     }
 
 
-def decode(pipe: Any, latents: torch.Tensor) -> Image.Image:
+def decode(pipe: Any, latents: Any) -> Image.Image:
+    import torch
+
     vae = pipe.vae
     upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
     if upcast:
@@ -471,7 +453,63 @@ def decode(pipe: Any, latents: torch.Tensor) -> Image.Image:
     return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
 
 
-def preview(loaded: Loaded, latents: torch.Tensor | None) -> Image.Image | None:
+def preview(loaded: Loaded, latents: Any) -> Image.Image | None:
+    from inference.previews import latents_to_preview
+
     if latents is None:
         return None
     return latents_to_preview(latents, loaded.family)
+
+
+# UNet input channels -> what the model runs as itself (pipeline_for says the same in its errors).
+_TASKS = {
+    9: (frozenset(("inpaint",)), "native"),  # inpainting UNet: image, mask and masked latent in
+    8: (frozenset(("edit",)), None),  # InstructPix2Pix: image latent in
+}
+_TEXT2IMG = (frozenset(("text2img", "img2img", "inpaint")), "masked")
+
+
+class DiffusersBackend:
+    """The Backend protocol over this module's functions (looked up at call time, so a test can
+    replace `run` or `decode` here and the engine calls the replacement)."""
+
+    name = "diffusers"
+
+    def claims(self, located: Located) -> bool:
+        # A folder is the built-in model's when it has its config (that backend is asked first);
+        # any other folder that store.locate accepts holds model_index.json.
+        if located.kind in ("builtin", "folder"):
+            return (Path(located.path) / "model_index.json").is_file()
+        return located.kind in ("file", "repo")
+
+    def placement(self, device: str | None, dtype: str | None) -> tuple[str, str]:
+        device = pick_device(device)
+        return device, pick_dtype_name(device, dtype)
+
+    def load(self, ref: ModelRef, located: Located, device: str, dtype: str) -> Loaded:
+        return load(ref, device, dtype)
+
+    def run(self, loaded, task, call, steps, on_step, cancelled, scheduler):
+        return run(loaded, task, call, steps, on_step, cancelled, scheduler)
+
+    def preview(self, loaded, latents):
+        return preview(loaded, latents)
+
+    def capabilities(self, loaded: Loaded) -> Capabilities:
+        tasks, inpaint = _TASKS.get(loaded.in_channels, _TEXT2IMG)
+        return Capabilities(tasks=tasks, inpaint=inpaint, keeps_alpha=loaded.keeps_alpha,
+                            whole_objects=loaded.whole_objects, native=loaded.native, multiple=8)
+
+    def release(self, loaded: Loaded) -> None:
+        import gc
+
+        import torch
+
+        loaded.derived.clear()
+        loaded.pipe = None
+        gc.collect()  # the pipeline's reference cycles hold its tensors until collected
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+BACKEND = DiffusersBackend()

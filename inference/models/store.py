@@ -7,6 +7,7 @@ cache. Nothing here downloads; the diffusers backend does that only when the net
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -57,6 +58,16 @@ class Located:
     path: str  # a filesystem path, or a repo id for "repo"
 
 
+def not_a_model_folder(path: str | Path) -> ModelMissing:
+    """What to tell the designer about a folder that no backend can load."""
+    path = Path(path)
+    return ModelMissing(
+        f"{path.name} is not a diffusers model folder.",
+        f"{path} has no model_index.json. Point to the folder that contains model_index.json, "
+        "or to a single .safetensors checkpoint file.",
+    )
+
+
 def looks_like_repo_id(text: str) -> bool:
     parts = text.split("/")
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
@@ -78,11 +89,7 @@ def locate(source: str) -> Located:
         path = models_dir() / source
     if path.is_dir():
         if not is_model_folder(path):
-            raise ModelMissing(
-                f"{path.name} is not a diffusers model folder.",
-                f"{path} has no model_index.json. Point to the folder that contains model_index.json, "
-                "or to a single .safetensors checkpoint file.",
-            )
+            raise not_a_model_folder(path)
         return Located("folder", str(path))
     if path.is_file():
         if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
@@ -91,6 +98,33 @@ def locate(source: str) -> Located:
     if looks_like_repo_id(source):
         return Located("repo", source)
     raise ModelMissing(f"Model not found: {source}", f"No such file or folder, and not in {models_dir()}.")
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_fingerprint(path: str) -> str:
+    """A cheap identity for a folder model: hash of its configs and weight file sizes.
+
+    Hashing gigabytes of weights on every load would cost seconds; configs plus sizes change
+    whenever the model does in practice.
+    """
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(root.rglob("*")):
+        if file.is_file():
+            rel = file.relative_to(root).as_posix()
+            digest.update(rel.encode())
+            if file.suffix in (".json", ".txt"):
+                digest.update(file.read_bytes())
+            else:
+                digest.update(str(file.stat().st_size).encode())
+    return digest.hexdigest()
 
 
 MODEL_WEIGHTS = (".safetensors", ".bin")  # what diffusers and transformers read a component from

@@ -268,12 +268,13 @@ def test_vary_and_edit_work_on_images_of_any_size(engine, tiny_sd, tiny_sd_pix2p
 @pytest.fixture
 def no_loading(monkeypatch):
     """A fresh engine whose model loading fails the test: what it refuses, it refuses first."""
-    from inference import engine as engine_module
+    from inference import backends
 
     def load(*args, **kwargs):
         raise AssertionError("the model was loaded for a job that cannot run")
 
-    monkeypatch.setattr(engine_module, "_load", load)
+    for name in backends.REGISTRY:
+        monkeypatch.setattr(type(backends.backend(name)), "load", load)
     return Engine()
 
 

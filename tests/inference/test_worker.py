@@ -159,7 +159,7 @@ def test_out_of_memory_is_reported_and_models_are_freed(worker, collector, tiny_
     def oom(*_a, **_k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(engine_module.backend, "run", oom)
+    monkeypatch.setattr(diffusers_backend, "run", oom)
     result = collector.wait(worker.submit(_job(tiny_sd)))
     assert isinstance(result.error, OutOfMemory)
     assert "smaller size" in result.error.message
