@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_warm_up or args.torch_threads:
         loop = QEventLoop()
         bridge.warmed_up.connect(loop.quit)
+        bridge.warm_up()  # as the window does when a diffusers model is chosen
         loop.exec()
         warm_up_seconds = time.perf_counter() - start
     timer.stop()

@@ -37,6 +37,11 @@ collections walk only the objects created since (a loaded model: ~15k) and take 
 The price: cyclic garbage alive at that moment (import leftovers, a few MB) is never collected,
 and neither is anything the app created before the bridge that later becomes cyclic garbage, so
 create the bridge early (before documents). Pass `warm_up=False` to skip all this.
+
+Only a diffusers model needs it. The built-in model runs on onnxruntime and imports neither torch
+nor diffusers, so the bridge warms up only when one is chosen: `warm_up_for(source)` when the
+Model panel's choice changes, `warm_up()` to do it now, and otherwise just before the first job
+on a diffusers model starts (on the worker thread, so it comes before that job's model loads).
 """
 
 from __future__ import annotations
@@ -76,8 +81,10 @@ def warm_up_imports(engine: Any = None) -> bool:
     """Import what the first job would, without collections midway, then `gc.freeze()` once.
 
     Runs on the worker thread (see the module doc for why); returns whether it froze. Never
-    freezes twice, nor while `engine` holds a loaded model: frozen objects are never collected,
-    and a model's tensors must be freed when it is unloaded.
+    freezes twice, nor while `engine` holds a loaded torch model: frozen objects are never
+    collected, and a model's tensors must be freed when it is unloaded. The built-in model on
+    onnxruntime may be loaded: nothing of it is in a reference cycle (its memory is
+    onnxruntime's, freed when the last reference goes), so freezing it keeps nothing alive.
     """
     global _frozen
     with _frozen_lock:
@@ -109,7 +116,9 @@ def warm_up_imports(engine: Any = None) -> bool:
                 log.debug("warm-up could not resolve the schedulers", exc_info=True)
         finally:
             loaded_models = getattr(engine, "loaded_models", None)
-            if callable(loaded_models) and loaded_models():
+            held = [m for m in loaded_models() if m.info().get("runtime") != "onnxruntime"] if callable(
+                loaded_models) else []
+            if held:
                 log.info("a model was loaded before the warm-up; not freezing the collector")
             else:
                 gc.freeze()
@@ -135,7 +144,7 @@ class JobBridge(QObject):
         queue_changed()        the set of queued / running jobs changed
         busy_changed(bool)     whether any job is queued or running changed
         models_unloaded(int)   `unload_models` ran on the worker; how many models it freed
-        warmed_up()            the start-up warm-up ran on the worker (see the module doc)
+        warmed_up()            the warm-up for diffusers models ran on the worker (see the module doc)
     """
 
     started = Signal(int, object)
@@ -167,11 +176,12 @@ class JobBridge(QObject):
         `worker_factory(engine=..., on_progress=..., on_result=..., on_started=...)` builds the
         worker if something other than `inference.worker.Worker` is wanted (tests, a worker
         set up elsewhere); it must return an object with Worker's API.
-        `torch_threads` sets torch's intra-op threads on the worker thread (None: torch's default,
-        one per core; measured to keep the GUI smooth, see the module doc).
+        `torch_threads` sets torch's intra-op threads on the worker thread when it warms up
+        (None: torch's default, one per core; measured to keep the GUI smooth, see the module doc).
+        `warm_up=False`: no warm-up imports and no gc.freeze(), even for a diffusers model.
 
-        Constructing the default worker imports torch in the calling thread (a second or two):
-        do it at start-up, before the main window shows.
+        Constructing it imports neither torch nor diffusers: they come with the first diffusers
+        model (see the module doc).
         """
         super().__init__(parent)
         for signal, slot in (
@@ -194,6 +204,13 @@ class JobBridge(QObject):
         self.progress_received = 0
         self.progress_delivered = 0
 
+        # The warm-up: what it does, whether it is still to do (read and set on the worker
+        # thread only, where it runs), and whether the GUI asked for it already.
+        self._warm_imports = warm_up
+        self._torch_threads = torch_threads
+        self._warm_pending = bool(warm_up or torch_threads)
+        self._warm_requested = False
+
         factory = worker_factory or _default_worker_factory
         self._worker = factory(
             engine=engine,
@@ -201,9 +218,6 @@ class JobBridge(QObject):
             on_result=self._result_in_worker,
             on_started=self._started_in_worker,
         )
-        if warm_up or torch_threads:
-            engine = self._worker.engine
-            self._run_on_worker("warm_up", lambda: self._warm_up(engine, warm_up, torch_threads))
 
     # ------------------------------------------------------------------ public API (GUI thread)
 
@@ -266,6 +280,25 @@ class JobBridge(QObject):
     def is_busy(self) -> bool:
         return self._busy
 
+    def warm_up(self) -> bool:
+        """Warm up for a diffusers model now, on the worker after what is queued (see the module
+        doc); `warmed_up` follows when it ran. False when it was asked for already, is not
+        wanted (`warm_up=False`), or the bridge is shut down."""
+        if self._closed or self._warm_requested or not self._warm_pending:
+            return False
+        self._warm_requested = True
+        self._run_on_worker("warm_up", self._warm_up_once)
+        return True
+
+    def warm_up_for(self, source: str | None) -> bool:
+        """Warm up if the model `source` (the Model panel's choice) runs on diffusers; the
+        built-in model needs none of it. Returns whether a warm-up was asked for."""
+        if not source or self._warm_requested or not self._warm_pending:
+            return False
+        from inference.backends import serving
+
+        return serving(source) == "diffusers" and self.warm_up()
+
     def unload_models(self, source: str | None = None) -> None:
         """Free loaded models (one by source, or all) on the worker thread, after queued jobs.
 
@@ -292,14 +325,18 @@ class JobBridge(QObject):
 
     # ------------------------------------------------------------------ worker thread side
 
-    @staticmethod
-    def _warm_up(engine: Any, imports: bool, torch_threads: int | None) -> None:
-        if torch_threads:
+    def _warm_up_once(self) -> bool:
+        """The warm-up, on the worker thread, the first time it is called; whether it ran."""
+        if not self._warm_pending:
+            return False
+        self._warm_pending = False
+        if self._torch_threads:
             import torch
 
-            torch.set_num_threads(torch_threads)  # on the thread that runs the jobs
-        if imports:
-            warm_up_imports(engine)
+            torch.set_num_threads(self._torch_threads)  # on the thread that runs the jobs
+        if self._warm_imports:
+            warm_up_imports(self._worker.engine)
+        return True
 
     def _run_on_worker(self, name: str, action: Callable[[], object]) -> None:
         """Run `action` on the worker thread after what is queued; report via `_command_done`.
@@ -327,6 +364,13 @@ class JobBridge(QObject):
 
     def _started_in_worker(self, job_id: int, job: Job) -> None:
         self._emit_safely(self._started_from_worker, job_id, job)
+        if self._warm_pending:
+            # The first diffusers job, unless the GUI asked first: warm up before its model loads.
+            from inference.backends import serving
+
+            model = getattr(job, "model", None)
+            if model is not None and serving(model.source) == "diffusers" and self._warm_up_once():
+                self._emit_safely(self._command_done, "warm_up", True)
 
     def _progress_in_worker(self, update: Progress) -> None:
         with self._pending_lock:
@@ -387,7 +431,7 @@ class JobBridge(QObject):
     def _on_command_done(self, name: str, value: object) -> None:
         if name == "unload":
             self.models_unloaded.emit(value if isinstance(value, int) else 0)
-        elif name == "warm_up":
+        elif name == "warm_up" and value is True:
             self.warmed_up.emit()
 
     def _update_busy(self) -> None:

@@ -339,6 +339,8 @@ class MainWindow(QMainWindow):
         b.finished.connect(self._on_finished)
         b.queue_changed.connect(self._on_queue_changed)
         b.busy_changed.connect(self._on_busy_changed)
+        # A diffusers model chosen (now or later) warms the worker up; the built-in one needs none.
+        s.bind("model", lambda _source: b.warm_up_for(self.models.effective_model()))
 
     def _watch_document(self, document: Document) -> None:
         self._unwatch_document()

@@ -91,8 +91,9 @@ def occupy(qtbot, bridge: JobBridge):
 def make_bridge(qtbot, **kwargs) -> JobBridge:
     bridge = JobBridge(**kwargs)
     if kwargs.get("warm_up", True):
+        # These tests run a diffusers model: warm up as the window does when one is chosen.
         with qtbot.waitSignal(bridge.warmed_up, timeout=WAIT_MS):
-            pass
+            assert bridge.warm_up()
     return bridge
 
 
@@ -427,3 +428,123 @@ def test_warm_up_keeps_full_garbage_collections_short(bridge, rec, qtbot, tiny_s
         print(f"\n[gc] frozen {gc.get_freeze_count()} objects, tracked {tracked}, full collection {collect_ms:.1f} ms")
     assert tracked < gc.get_freeze_count()
     assert collect_ms < 50
+
+
+# ----------------------------------------------------------------------------- warming up only for diffusers
+
+
+def test_no_warm_up_for_the_builtin_model_and_one_before_the_first_diffusers_job(qtbot, qapp, tiny_builtin,
+                                                                                   tiny_sd):
+    bridge = JobBridge()
+    rec = Recorder(bridge, qapp)
+    warmed = []
+    bridge.warmed_up.connect(lambda: warmed.append(len(rec.results)))
+    try:
+        assert not bridge.warm_up_for(str(tiny_builtin))
+        assert wait_result(qtbot, rec, bridge.submit(job(tiny_builtin, scheduler=None))).ok
+        assert warmed == []
+        # Nobody asked for it: the first diffusers job warms up before it runs, and only it.
+        first = bridge.submit(job(tiny_sd))
+        assert wait_result(qtbot, rec, first).ok
+        assert wait_result(qtbot, rec, bridge.submit(job(tiny_sd))).ok
+        assert warmed == [1], "one warm-up, before the first diffusers job finished"
+        assert not bridge.warm_up() and not bridge.warm_up_for(str(tiny_sd))
+    finally:
+        bridge.shutdown()
+
+
+def test_choosing_a_diffusers_model_warms_up_once(qtbot, tiny_sd):
+    bridge = JobBridge()
+    try:
+        with qtbot.waitSignal(bridge.warmed_up, timeout=WAIT_MS):
+            assert bridge.warm_up_for(str(tiny_sd))
+        assert not bridge.warm_up_for(str(tiny_sd))
+    finally:
+        bridge.shutdown()
+    unwanted = JobBridge(warm_up=False, worker_factory=lambda **kw: FakeWorker())
+    assert not unwanted.warm_up_for(str(tiny_sd)) and not unwanted.warm_up()
+    unwanted.shutdown()
+
+
+class FakeWorker:
+    engine = FakeEngine()
+
+    def submit(self, job):
+        return 1
+
+    def shutdown(self, **kwargs):
+        pass
+
+
+def test_freezing_with_the_builtin_model_loaded_keeps_it_freeable(tiny_builtin, monkeypatch):
+    """A designer who ran the built-in model, then chose a diffusers one, still gets the warm-up's
+    gc.freeze(); and the built-in model, frozen with everything else, is freed when unloaded."""
+    import gc
+    import weakref
+
+    from editor import jobs as jobs_module
+    from inference.engine import Engine
+
+    engine = Engine()
+    loaded, _fresh = engine.model(ModelRef(str(tiny_builtin)))
+    assert loaded.info()["runtime"] == "onnxruntime"
+    model = weakref.ref(loaded.pipe)
+    del loaded
+    monkeypatch.setattr(jobs_module, "_frozen", False)
+    monkeypatch.setattr(jobs_module, "_WARM_MODULES", ())
+    monkeypatch.setattr(jobs_module, "_WARM_ATTRS", {})
+    assert jobs_module.warm_up_imports(engine)
+    assert engine.unload() == 1
+    gc.collect()
+    assert model() is None, "the frozen built-in model outlived its unloading"
+
+
+def test_the_window_and_a_builtin_job_import_neither_torch_nor_diffusers(tiny_builtin, tmp_path):
+    """Start-up as the app does it (a JobBridge, the MainWindow, the built-in model chosen), one
+    Generate through the window: torch and diffusers stay unimported (seconds and hundreds of
+    MB the built-in model does not need). In a fresh interpreter, since this one has them."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = textwrap.dedent(f"""
+        import json, sys
+        from PySide6.QtCore import QSettings, QStandardPaths, QTimer
+        from PySide6.QtWidgets import QApplication
+
+        QStandardPaths.setTestModeEnabled(True)
+        app = QApplication([])
+        from editor import main_window as mw
+        from editor.jobs import JobBridge
+        from editor.settings import Settings
+
+        bridge = JobBridge()
+        win = mw.MainWindow(settings=Settings(QSettings({str(tmp_path / "settings.ini")!r},
+                                                        QSettings.Format.IniFormat)), bridge=bridge)
+        win.show()
+        results, warmed = [], []
+        bridge.warmed_up.connect(lambda: warmed.append(1))
+        bridge.finished.connect(lambda result: (results.append(result), app.quit()))
+        win.prompt.prompt_edit.setPlainText("red apple")
+        win.actions_["generate"].trigger()
+        QTimer.singleShot(200_000, app.quit)
+        app.exec()
+        bridge.shutdown()
+        result = results[0] if results else None
+        print(json.dumps({{"ok": bool(result and result.ok), "error": str(result and result.error),
+                          "model": result and result.job.model.source, "warmed": len(warmed),
+                          "imported": [m for m in ("torch", "diffusers", "transformers") if m in sys.modules]}}))
+        """)
+    env = {**os.environ, "QUICKBRUSH_BUILTIN": str(tiny_builtin), "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["ok"], found["error"]
+    assert found["model"] == "builtin" and found["warmed"] == 0
+    assert found["imported"] == []
