@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil  # the portable way to ask whether a process lives (inference.files uses it too)
 from platformdirs import user_data_dir
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from inference.files import process_state
 from inference.jobs import BadInput, JobError
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,7 @@ def _now() -> float:
     return time.time()
 
 
-def _process_started(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.Error, OSError):
-        return None
-
-
-_OWN_START = _process_started(os.getpid())
+_OWN_START = process_state(os.getpid()).started
 
 
 def _owner_alive(pid: Any, started: Any) -> bool:
@@ -115,18 +108,14 @@ def _owner_alive(pid: Any, started: Any) -> bool:
     process with that pid must also have started when the owner did."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        now_started = process.create_time()
-    except psutil.NoSuchProcess:
-        return False
-    except (psutil.Error, OSError):
+    state = process_state(pid)
+    if not state.known:
         return True  # cannot tell (access denied): offering another's live work would be worse
+    if state.started is None:
+        return False
     if not isinstance(started, (int, float)) or isinstance(started, bool):
         return True  # no start time recorded: the pid is all we have
-    return abs(now_started - float(started)) <= _START_SLACK_S
+    return abs(state.started - float(started)) <= _START_SLACK_S
 
 
 def _safe_stem(uid: Any) -> str:

@@ -31,7 +31,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil  # the portable way to ask whether a process lives
 
@@ -216,17 +216,33 @@ def _is_stale(entry: os.DirEntry[str], target_name: str | None, now: float) -> b
     return now - entry.stat(follow_symlinks=False).st_mtime > _UNOWNED_AGE_S
 
 
+class ProcessState(NamedTuple):
+    """What can be told of a process id: `known` False when the system will not say (access
+    denied); `started` its start time (psutil's create_time), None when no such process runs
+    (gone, or a zombie)."""
+
+    known: bool
+    started: float | None
+
+
+def process_state(pid: int) -> ProcessState:
+    """Whether `pid` runs and since when: the owner checks of temp files and of autosaves."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return ProcessState(True, None)
+        return ProcessState(True, process.create_time())
+    except psutil.NoSuchProcess:
+        return ProcessState(True, None)
+    except (psutil.Error, OSError, ValueError, OverflowError):
+        return ProcessState(False, None)
+
+
 def _writer_alive(pid: int, written: float) -> bool:
     """Whether process `pid` may still be writing a file last written at `written`."""
     # No shortcut for this process's own id: in a container every run may get the same id, and a
     # file an earlier run left is stale all the same (this process started after it was written).
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = process.create_time()
-    except psutil.NoSuchProcess:
-        return False
-    except (psutil.Error, OSError, ValueError, OverflowError):
+    state = process_state(pid)
+    if not state.known:
         return True  # cannot tell (access denied): keeping a file is safer than losing one
-    return started <= written + _CLOCK_SLACK_S
+    return state.started is not None and state.started <= written + _CLOCK_SLACK_S
