@@ -10,14 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
 from editor import app
 from editor import autosave as asv
 from editor import main_window as mw
 from editor.autosave import autosave_dir, find_recoverable
-from editor.main_window import MainWindow
-from editor.settings import Settings
 
 # The real dialogs, before the autouse fixture replaces them.
 ASK_RECOVER, CONFIRM_DISCARD_AUTOSAVE = app.ask_recover, app.confirm_discard_autosave
@@ -29,23 +26,6 @@ def quiet(monkeypatch):
     monkeypatch.setattr(mw, "ask_unsaved", lambda parent, name, unapplied: "discard")
     monkeypatch.setattr(app, "ask_recover", lambda parent, autosave: pytest.fail("asked unexpectedly"))
     monkeypatch.setattr(app, "confirm_discard_autosave", lambda parent, autosave: pytest.fail("asked unexpectedly"))
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    made = []
-
-    def make():
-        settings = Settings(QSettings(str(tmp_path / f"settings-{len(made)}.ini"), QSettings.Format.IniFormat))
-        window = MainWindow(settings=settings)
-        qtbot.addWidget(window)
-        made.append(window)
-        return window
-
-    yield make
-    for window in made:
-        window.autosave.shutdown(remove=False)
-        window.bridge.shutdown()
 
 
 def crashed(qtbot, make_window, count=1):

@@ -14,15 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 
 from editor import autosave as asv
 from editor import main_window as mw
 from editor.autosave import AutosaveManager, autosave_dir, find_recoverable, recover
 from editor.document import Document
-from editor.main_window import MainWindow
 from editor.ora import load_ora
-from editor.settings import Settings
 from inference.jobs import Generate, ModelRef, Result, Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,23 +38,6 @@ def photo(tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray(np.stack([x * 4, y * 5, (x + y) % 256], -1).astype("uint8")).save(path)
     return path
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    made = []
-
-    def make():
-        settings = Settings(QSettings(str(tmp_path / f"settings-{len(made)}.ini"), QSettings.Format.IniFormat))
-        window = MainWindow(settings=settings)
-        qtbot.addWidget(window)
-        made.append(window)
-        return window
-
-    yield make
-    for window in made:
-        window.autosave.shutdown(remove=False)
-        window.bridge.shutdown()
 
 
 @pytest.fixture
