@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import resource
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import numpy as np
 import pytest
 from bad_inputs import Case, Fails, Works, unreadable
 from PIL import Image
+from watchdog import Hung, watchdog
 
 from inference.jobs import (
     JOB_KINDS,
@@ -137,26 +137,6 @@ def window(qapp, tmp_path_factory):
 # --------------------------------------------------------------------------- guards
 
 
-class Hung(BaseException):
-    """Raised by the watchdog; a BaseException, so no `except Exception` in the code swallows it."""
-
-
-@contextlib.contextmanager
-def watchdog(what: str, seconds: int = WATCHDOG_S) -> Iterator[None]:
-    """Turn a hang (a quadratic parse, a wait that never ends) into a failure."""
-
-    def fire(_signum: int, _frame: Any) -> None:
-        raise Hung(f"{what} did not finish in {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _status_kb(key: str) -> int:
     with open("/proc/self/status") as status:
         return int(next(line.split()[1] for line in status if line.startswith(key)))
@@ -196,7 +176,7 @@ def attempt(what: str, action: Callable[[], Any], memory: bool = False) -> Any:
     designer would meet as a crash or a traceback, so it fails the test, named."""
     guard = memory_watch(what) if memory else contextlib.nullcontext()
     try:
-        with watchdog(what), guard:
+        with watchdog(what, WATCHDOG_S), guard:
             return action()
     except JobError as error:
         return error
@@ -287,7 +267,7 @@ def run_on_worker(corpus_worker, job: Job, what: str, outcome: Works | Fails) ->
     """The job's Result (or its error) from the corpus's Worker; a failure must come before any step."""
     worker, collector = corpus_worker
     job_id = worker.submit(job)
-    with watchdog(what), collector.cond:
+    with watchdog(what, WATCHDOG_S), collector.cond:
         try:
             done = collector.cond.wait_for(lambda: job_id in collector.results, WATCHDOG_S + 5)
         except Hung as hung:

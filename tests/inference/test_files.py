@@ -16,6 +16,7 @@ import pytest
 
 from inference import files
 from inference.files import SaveError, atomic_write, clean_stale_temps
+from watchdog import watchdog as hang_watch
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and POSIX file semantics")
 
@@ -43,10 +44,8 @@ _WRITER = textwrap.dedent("""
 @pytest.fixture
 def watchdog():
     """Turn a hang (a child that never reports) into a failure rather than a stuck test run."""
-    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("timed out waiting for the writer"))
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
+    with hang_watch("waiting for the writer", 60):
+        yield
 
 
 def _kill_mid_write(target: Path, size: int = 64 << 20) -> int:

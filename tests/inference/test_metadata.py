@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -11,6 +10,7 @@ import signal
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
+from watchdog import watchdog
 
 from inference import metadata
 from inference.jobs import BadInput, Edit, Generate, Inpaint, JobError, LoraRef, MaskOptions, ModelRef, Outpaint, Vary
@@ -496,22 +496,6 @@ def test_non_finite_timings_are_written_as_null(tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
-@contextlib.contextmanager
-def watchdog(seconds: int):
-    """Turn a hang into a failure: SIGALRM interrupts even a running regular expression."""
-
-    def hung(signum, frame):
-        raise AssertionError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="needs SIGALRM")
 def test_a_long_one_line_parameters_text_parses_in_one_pass():
     # A1111's pattern in findall took 5 s on 40,000 characters of one line, quadratically more.
@@ -522,7 +506,7 @@ def test_a_long_one_line_parameters_text_parses_in_one_pass():
         "unclosed quotes": 'Key: "x, ' * 25_000,
         "backslashes": 'Key: "' + "\\" * 200_000,
     }
-    with watchdog(30):
+    with watchdog("parsing a long one-line parameters text", 30):
         for name, line in texts.items():
             parsed = parse_parameters(f"a prompt\n{line}")
             assert parsed["prompt"].startswith("a prompt"), name
@@ -534,7 +518,7 @@ def test_a_long_one_line_parameters_text_parses_in_one_pass():
 def test_a_huge_parameters_chunk_is_refused_not_parsed(tmp_path):
     path = tmp_path / "huge.png"
     write_foreign_png(path, "a prompt\n" + "Steps: 4 " * 3_500_000)  # 31 MB on one line
-    with watchdog(60):
+    with watchdog("refusing a 31 MB parameters chunk", 60):
         with pytest.raises(BadInput, match="too long to read"):
             read_recipe(path)
     with pytest.raises(BadInput, match="too long"):
