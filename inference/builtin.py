@@ -9,7 +9,8 @@ The parts are diffusers and model2vec classes, so loading and saving are theirs:
   make 4 or fewer Euler steps enough.
 - `text_encoder/`: a model2vec StaticModel distilled from all-MiniLM-L6-v2: token embeddings in,
   no transformer to run, so "kitty" lands near "cat" for a fraction of a millisecond.
-- `scheduler/`: FlowMatchEulerDiscreteScheduler, the Euler sampler of that straight path.
+- `scheduler/`: FlowMatchEulerDiscreteScheduler's config, the Euler sampler of that straight path;
+  the steps themselves run in inference/builtin_sampler.py, shared with the ONNX runtime.
 
 One network for the three tasks: besides the noisy latent it always sees a condition latent, a
 mask and an edit flag (18 input channels):
@@ -23,16 +24,15 @@ sentence vector added to the time embedding.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 # The config is torch-free (the ONNX runtime and the backend read it too); it is re-exported here.
-from inference.builtin_onnx import CONFIG_NAME, BuiltinConfig, sigma_schedule  # noqa: F401
+from inference.builtin_onnx import CONFIG_NAME, BuiltinConfig
+from inference.builtin_sampler import Sampler, latent_mask, sigma_schedule  # noqa: F401
 
 INT8_WEIGHTS = "weights.int8.safetensors"  # see training/export.py for the format
 TOKENS = 16  # text tokens the UNet attends to; emoji names and short instructions fit
@@ -117,8 +117,8 @@ def build_unet(cfg: BuiltinConfig):
 def build_scheduler():
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    # shift stays 1: the model's time shift (cfg.shift) is applied in sigma_schedule, which the
-    # torch-free ONNX runtime shares; diffusers shifts explicit sigmas again by its own `shift`.
+    # Saved for the folder's layout and the recipes' scheduler name; builtin_sampler runs the
+    # steps. shift stays 1: the model's time shift is cfg.shift, applied in sigma_schedule.
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
 
 
@@ -205,8 +205,9 @@ def image_to_rgba(image: Image.Image, size: int) -> np.ndarray:
 # --------------------------------------------------------------------------- the model
 
 
-class BuiltinModel:
-    """The loaded model: encode, denoise and decode with torch, on the CPU unless told otherwise."""
+class BuiltinModel(Sampler):
+    """The loaded model: its networks in torch, on the CPU unless told otherwise, under the
+    sampler both runtimes share (builtin_sampler.Sampler: noise, steps, guidance, tasks)."""
 
     def __init__(self, cfg: BuiltinConfig, autoencoder, unet, text: TextEncoder, scheduler=None,
                  device: str = "cpu"):
@@ -257,99 +258,48 @@ class BuiltinModel:
     def is_builtin_folder(folder: str | Path) -> bool:
         return (Path(folder) / CONFIG_NAME).is_file()
 
-    # ---------------------------------------------------------------- latents
+    # ---------------------------------------------------------------- the runtime's parts
+    # The sampler (builtin_sampler.Sampler) runs on numpy; only the networks run in torch.
+
+    @property
+    def latent_channels(self) -> int:
+        return self.cfg.latent_channels
+
+    @property
+    def size(self) -> int:
+        return self.cfg.size
+
+    @property
+    def steps(self) -> int:
+        return self.cfg.steps
+
+    @property
+    def shift(self) -> float:
+        return self.cfg.shift
+
+    def guidance_for(self, steps: int) -> float:
+        return self.cfg.guidance_for(steps)
 
     @torch.no_grad()
-    def encode(self, rgba: np.ndarray) -> torch.Tensor:
-        return self.autoencoder.encode(rgba_to_tensor(rgba).to(self.device)).latents / self.cfg.latent_std
+    def encode(self, rgba: np.ndarray) -> np.ndarray:
+        latents = self.autoencoder.encode(rgba_to_tensor(rgba).to(self.device)).latents / self.cfg.latent_std
+        return latents.float().cpu().numpy()
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        return tensor_to_rgba(self.autoencoder.decode(latents * self.cfg.latent_std).sample.cpu())
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        z = torch.from_numpy(np.asarray(latents, np.float32)).to(self.device)
+        return tensor_to_rgba(self.autoencoder.decode(z * self.cfg.latent_std).sample.cpu())
 
-    def conditioning(self, task: str, batch: int, image: np.ndarray | None = None,
-                     mask: np.ndarray | None = None) -> torch.Tensor:
-        """The condition latent, mask and edit flag channels for one task (see the module doc)."""
-        c = self.cfg.latent_channels
-        if image is not None:
-            h, w = image.shape[0] // 8, image.shape[1] // 8
-        else:
-            h = w = self.cfg.latent_size
-        cond = torch.zeros(batch, c + 2, h, w, device=self.device)
-        if task == "generate":
-            cond[:, c] = 1
-        elif task == "inpaint":
-            latent = self.encode(image[None])
-            small = latent_mask(mask, (h, w)).to(self.device)
-            cond[:, :c] = latent * (1 - small)
-            cond[:, c] = small
-        elif task == "edit":
-            cond[:, :c] = self.encode(image[None])
-            cond[:, c + 1] = 1
-        else:
-            raise ValueError(f"unknown task {task!r}")
-        return cond
-
-    # ---------------------------------------------------------------- sampling
+    def embed(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        tokens, pooled = self.text(prompts)
+        return tokens.numpy(), pooled.numpy()
 
     @torch.no_grad()
-    def sample(self, prompt: str, task: str = "generate", *, image: np.ndarray | None = None,
-               mask: np.ndarray | None = None, steps: int | None = None, guidance: float | None = None,
-               seed: int = 0, batch: int = 1, negative_prompt: str = "", strength: float = 1.0,
-               callback: Callable[[int, int, torch.Tensor], None] | None = None,
-               cancelled: Callable[[], bool] | None = None) -> tuple[np.ndarray, dict]:
-        """RGBA uint8 [batch, H, W, 4] and stage timings. `image` (uint8 RGBA [H, W, 4]) and `mask`
-        (uint8 [H, W]) share one size, a multiple of 32 px; text to image runs at the native size.
+    def velocity(self, x: np.ndarray, t: np.ndarray, tokens: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+        def on(a):
+            return torch.from_numpy(a).to(self.device)
 
-        `strength` below 1 starts from `image` part-way along the path (image to image), so all
-        `steps` still run, over the last `strength` of it. `cancelled` is asked between steps;
-        when it says yes, sampling stops and None is returned in place of the images.
-        """
-        steps = steps or self.cfg.steps
-        guidance = self.cfg.guidance_for(steps) if guidance is None else guidance
-        timings = {}
-        start = time.perf_counter()
-        cond = self.conditioning(task, batch, image, mask)
-        timings["encode_s"] = time.perf_counter() - start
-
-        use_cfg = guidance > 1.0
-        tokens, pooled = self.text([prompt] * batch + ([negative_prompt] * batch if use_cfg else []))
-        tokens, pooled = tokens.to(self.device), pooled.to(self.device)
-        generator = torch.Generator("cpu").manual_seed(seed)
-        c = self.cfg.latent_channels
-        h, w = cond.shape[-2:]
-        x = torch.randn(batch, c, h, w, generator=generator).to(self.device)
-        scheduler = self.scheduler
-        strength = min(1.0, max(0.0, float(strength)))
-        if strength < 1.0 and image is not None:
-            start_latent = self.encode(image[None])
-            x = (1 - strength) * start_latent + strength * x
-        # Times from `strength` down, Euler steps on the straight path (the same schedule as ONNX).
-        sigmas = sigma_schedule(steps, strength, self.cfg.shift).tolist() if strength > 0 else [1e-3]
-        scheduler.set_timesteps(sigmas=sigmas, device=self.device)
-        start = time.perf_counter()
-        for i, t in enumerate(scheduler.timesteps):
-            if cancelled is not None and cancelled():
-                return None, timings
-            model_in = torch.cat([x, cond], 1)
-            if use_cfg:
-                model_in = torch.cat([model_in, model_in])
-            v = self.unet(model_in, t.expand(model_in.shape[0]), tokens, class_labels=pooled).sample
-            if use_cfg:
-                v_text, v_null = v.chunk(2)
-                v = v_null + guidance * (v_text - v_null)
-            x = scheduler.step(v, t, x).prev_sample
-            if callback is not None:
-                callback(i + 1, steps, x)
-        timings["denoise_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        if task == "inpaint":
-            # Outside the mask the source latent stands: only the painted area changes.
-            small = cond[:, c : c + 1]
-            x = x * small + cond[:, :c]  # the condition latent is already zero under the mask
-        out = self.decode(x)
-        timings["decode_s"] = time.perf_counter() - start
-        return out, timings
+        return self.unet(on(x), on(t), on(tokens), class_labels=on(pooled)).sample.float().cpu().numpy()
 
 
 def load_int8(path: str | Path) -> dict[str, torch.Tensor]:
@@ -367,11 +317,3 @@ def load_int8(path: str | Path) -> dict[str, torch.Tensor]:
         elif not key.endswith(".scale"):
             out[key] = value.float()
     return out
-
-
-def latent_mask(mask: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
-    """A pixel mask (uint8 or bool [H, W], nonzero = paint) -> [1, 1, h, w] in {0, 1}; any
-    touched latent cell counts, so the model repaints the whole footprint of the stroke."""
-    m = torch.from_numpy(np.asarray(mask, dtype=np.float32) / (255.0 if np.asarray(mask).dtype == np.uint8 else 1.0))
-    m = torch.nn.functional.adaptive_max_pool2d(m[None, None], size)
-    return (m > 0.5).float()

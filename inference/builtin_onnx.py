@@ -8,22 +8,21 @@ also runs this small UNet faster than eager torch on two cores (11 ms against 18
 The folder holds `onnx/unet.onnx`, `onnx/encoder.onnx`, `onnx/decoder.onnx` whose weights are
 int8 with per-channel scales (DequantizeLinear on each weight; onnxruntime folds them back to
 float32 once, at session start), the model2vec `text_encoder/` and `quickbrush_builtin.json`.
-The sampler is the same straight-path Euler loop as the torch model's (FlowMatchEulerDiscrete
-at the times of `sigma_schedule`): a few lines of numpy, written out here so this module needs
-no diffusers.
+The sampler is inference/builtin_sampler.py's, the torch model's too: one loop, one noise
+generator, so a seed gives the same picture on either runtime.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+# Re-exported: the config's docs and the torch model name them here.
+from inference.builtin_sampler import Sampler, latent_mask, sigma_schedule  # noqa: F401
 from inference.models.presets import guidance_for
 
 CONFIG_NAME = "quickbrush_builtin.json"
@@ -42,7 +41,7 @@ class BuiltinConfig:
     text_dim: int = 256
     steps: int = 4
     guidance: float = 2.0
-    shift: float = 1.0  # the sampler's time shift (inference.builtin_onnx.sigma_schedule)
+    shift: float = 1.0  # the sampler's time shift (inference.builtin_sampler.sigma_schedule)
     # Guidance per step count, ((steps, scale), ...); see inference.models.presets.guidance_for.
     guidance_by_steps: tuple[tuple[int, float], ...] = ()
     block_out_channels: tuple[int, ...] = (64, 128, 192)
@@ -121,8 +120,8 @@ def _read_table(folder: Path) -> np.ndarray:
     return load_file(str(folder / "model.safetensors"))["embeddings"].astype(np.float32)
 
 
-class OnnxBuiltin:
-    """Same `sample` contract as inference.builtin.BuiltinModel, on numpy arrays."""
+class OnnxBuiltin(Sampler):
+    """The networks as onnxruntime sessions under builtin_sampler.Sampler's `sample`."""
 
     def __init__(self, folder: str | Path, threads: int | None = None):
         from inference.privacy import onnxruntime
@@ -151,7 +150,10 @@ class OnnxBuiltin:
         self.guidance_by_steps = {int(k): float(v) for k, v in self.cfg.get("guidance_by_steps", {}).items()}
         self.shift = float(self.cfg.get("shift", 1.0))
 
-    # ---------------------------------------------------------------- latents
+    # ---------------------------------------------------------------- the runtime's parts
+
+    def guidance_for(self, steps: int) -> float:
+        return guidance_for(steps, self.guidance, self.guidance_by_steps)
 
     def encode(self, rgba: np.ndarray) -> np.ndarray:
         x = _to_model(rgba)
@@ -161,81 +163,11 @@ class OnnxBuiltin:
         y = self.decoder.run(None, {"latents": (latents * self.latent_std).astype(np.float32)})[0]
         return _from_model(y)
 
-    def conditioning(self, task: str, batch: int, image: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray:
-        c = self.latent_channels
-        h, w = (image.shape[0] // 8, image.shape[1] // 8) if image is not None else (self.size // 8,) * 2
-        cond = np.zeros((batch, c + 2, h, w), np.float32)
-        if task == "generate":
-            cond[:, c] = 1
-        elif task == "inpaint":
-            latent = self.encode(image[None])
-            small = latent_mask(mask, (h, w))
-            cond[:, :c] = latent * (1 - small)
-            cond[:, c] = small
-        elif task == "edit":
-            cond[:, :c] = self.encode(image[None])
-            cond[:, c + 1] = 1
-        else:
-            raise ValueError(f"unknown task {task!r}")
-        return cond
+    def embed(self, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.text(prompts)
 
-    # ---------------------------------------------------------------- sampling
-
-    def sample(self, prompt: str, task: str = "generate", *, image: np.ndarray | None = None,
-               mask: np.ndarray | None = None, steps: int | None = None, guidance: float | None = None,
-               seed: int = 0, batch: int = 1, negative_prompt: str = "", strength: float = 1.0,
-               callback: Callable[[int, int, np.ndarray], None] | None = None,
-               cancelled: Callable[[], bool] | None = None) -> tuple[np.ndarray | None, dict]:
-        steps = steps or self.steps
-        guidance = guidance_for(steps, self.guidance, self.guidance_by_steps) if guidance is None else guidance
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        cond = self.conditioning(task, batch, image, mask)
-        timings["encode_s"] = time.perf_counter() - start
-
-        use_cfg = guidance > 1.0
-        tokens, pooled = self.text([prompt] * batch + ([negative_prompt] * batch if use_cfg else []))
-        c = self.latent_channels
-        h, w = cond.shape[-2:]
-        # numpy's generator, not torch's: seeds give the same picture on every machine with this runtime.
-        x = np.random.default_rng(seed).standard_normal((batch, c, h, w)).astype(np.float32)
-        strength = min(1.0, max(0.0, float(strength)))
-        if strength < 1.0 and image is not None:
-            x = (1 - strength) * self.encode(image[None]) + strength * x
-        sigmas = np.append(sigma_schedule(steps, strength, self.shift), 0.0) if strength > 0 else np.zeros(1)
-        start = time.perf_counter()
-        for i in range(len(sigmas) - 1):
-            if cancelled is not None and cancelled():
-                return None, timings
-            model_in = np.concatenate([x, cond], 1)
-            if use_cfg:
-                model_in = np.concatenate([model_in, model_in])
-            t = np.full((model_in.shape[0],), sigmas[i] * 1000, np.float32)
-            v = self.unet.run(None, {"x": model_in, "t": t, "tokens": tokens, "pooled": pooled})[0]
-            if use_cfg:
-                v_text, v_null = np.split(v, 2)
-                v = v_null + guidance * (v_text - v_null)
-            x = (x + (sigmas[i + 1] - sigmas[i]) * v).astype(np.float32)
-            if callback is not None:
-                callback(i + 1, steps, x)
-        timings["denoise_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        if task == "inpaint":
-            small = cond[:, c : c + 1]
-            x = x * small + cond[:, :c]
-        out = self.decode(x)
-        timings["decode_s"] = time.perf_counter() - start
-        return out, timings
-
-
-def sigma_schedule(steps: int, strength: float = 1.0, shift: float = 1.0) -> np.ndarray:
-    """The noise levels the sampler starts each Euler step at: from `strength` down, `steps` of them.
-
-    Evenly spaced when `shift` is 1; above 1 the spacing moves toward the noisy end (SD3's time
-    shift, s*t / (1 + (s-1)*t)), where a few-step sampler decides the layout. Scaled by `strength`
-    after the shift, so image-to-image still starts exactly at `strength`."""
-    t = np.linspace(1.0, 1.0 / steps, steps)
-    return strength * shift * t / (1 + (shift - 1) * t)
+    def velocity(self, x: np.ndarray, t: np.ndarray, tokens: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+        return self.unet.run(None, {"x": x, "t": t, "tokens": tokens, "pooled": pooled})[0]
 
 
 def _to_model(rgba: np.ndarray) -> np.ndarray:
@@ -250,20 +182,3 @@ def _from_model(y: np.ndarray) -> np.ndarray:
     colour = np.where(alpha > 1 / 255, y[:, :3] / np.maximum(alpha, 1 / 255), 0)
     out = np.concatenate([np.clip(colour, 0, 1), alpha], 1).transpose(0, 2, 3, 1)
     return (out * 255 + 0.5).astype(np.uint8)
-
-
-def latent_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Like inference.builtin.latent_mask: any painted pixel marks its latent cell (max pooling)."""
-    m = np.asarray(mask)
-    m = (m > 127) if m.dtype == np.uint8 else (m > 0.5)
-    h, w = size
-    H, W = m.shape
-    # Cell edges as adaptive pooling computes them: floor(i*H/h) to ceil((i+1)*H/h).
-    out = np.zeros((1, 1, h, w), np.float32)
-    for i in range(h):
-        r0, r1 = (i * H) // h, -((-(i + 1) * H) // h)
-        rows = m[r0:r1].any(0)
-        for j in range(w):
-            c0, c1 = (j * W) // w, -((-(j + 1) * W) // w)
-            out[0, 0, i, j] = rows[c0:c1].any()
-    return out

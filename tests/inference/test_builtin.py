@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from inference import builtin, compositing
-from inference.builtin import BuiltinModel, latent_mask, load_int8, rgba_to_tensor, tensor_to_rgba
+from inference.builtin import BuiltinModel, load_int8, rgba_to_tensor, tensor_to_rgba
+from inference.builtin_sampler import latent_mask
 from inference.engine import Engine
 from inference.jobs import BadInput, Edit, Generate, Inpaint, LoraRef, MaskOptions, ModelRef, Outpaint, Vary
 from inference.models import store
@@ -84,8 +85,8 @@ def test_each_task_gives_rgba_at_the_native_size_and_seeds_repeat(model):
     # A random decoder draws mostly transparency: compare seeds on the final latents.
     finals = []
     for seed in (5, 6):
-        model.sample("red apple", seed=seed, steps=1, callback=lambda i, n, x: finals.append(x.clone()))
-    assert not torch.equal(finals[0], finals[1])
+        model.sample("red apple", seed=seed, steps=1, callback=lambda i, n, x: finals.append(x.copy()))
+    assert not np.array_equal(finals[0], finals[1])
 
 
 def test_inpaint_keeps_the_latent_outside_the_mask(model):
@@ -94,13 +95,13 @@ def test_inpaint_keeps_the_latent_outside_the_mask(model):
     cond = model.conditioning("inpaint", 1, image, mask)
     c = model.cfg.latent_channels
     small = latent_mask(mask, (4, 4))[0, 0]
-    assert torch.equal(cond[0, c], small) and small.sum() == 4
+    assert np.array_equal(cond[0, c], small) and small.sum() == 4
     seen = []
     model.sample("red apple", "inpaint", image=image, mask=mask, steps=2,
-                 callback=lambda i, n, x: seen.append(x.clone()))
+                 callback=lambda i, n, x: seen.append(x.copy()))
     source = model.encode(image[None])
     final = seen[-1] * small + source * (1 - small)  # what sample() decodes
-    assert torch.allclose((final - source)[..., small == 0], torch.zeros(1))
+    assert np.allclose((final - source)[..., small == 0], 0)
 
 
 def test_strength_zero_gives_back_the_image_and_cancel_stops(model):
@@ -336,11 +337,18 @@ def test_onnx_graphs_match_the_torch_model(tiny_builtin, model):
         v_torch = model.unet(torch.from_numpy(x), torch.from_numpy(t), t_tokens[:2], class_labels=t_pooled[:2]).sample
     assert np.allclose(v, v_torch.numpy(), atol=2e-3)  # int8 re-quantised, float32 kernels differ
     image = emoji()
-    assert np.allclose(onnx_model.encode(image[None]), model.encode(image[None]).numpy(), atol=1e-4)
-    mask = np.zeros((32, 32), np.uint8)
+    assert np.allclose(onnx_model.encode(image[None]), model.encode(image[None]), atol=1e-4)
+
+
+def test_latent_mask_pools_as_torch_does():
+    """Any painted pixel marks its cell, with the cell edges of torch's adaptive max pooling
+    (what training draws its masks with), also at sizes that do not divide evenly."""
+    mask = np.zeros((40, 56), np.uint8)
     mask[3:9, 20:31] = 255
-    assert np.array_equal(__import__("inference.builtin_onnx", fromlist=["x"]).latent_mask(mask, (4, 4)),
-                          latent_mask(mask, (4, 4)).numpy())
+    mask[37, 2] = 200
+    for size in ((4, 4), (5, 7), (3, 6)):
+        pooled = torch.nn.functional.adaptive_max_pool2d(torch.from_numpy(mask / 255.0)[None, None], size)
+        assert np.array_equal(latent_mask(mask, size), (pooled > 0.5).float().numpy()), size
 
 
 def test_onnx_sampler_tasks_seeds_and_cancel(tiny_builtin):
@@ -358,6 +366,125 @@ def test_onnx_sampler_tasks_seeds_and_cancel(tiny_builtin):
         assert np.array_equal(finals[3], finals[7]), f"{task}: a seed repeats exactly"
     result, _ = onnx_model.sample("red apple", cancelled=lambda: True)
     assert result is None
+
+
+# --------------------------------------------------------------------------- one sampler, one generator
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tiny_builtin):
+    from inference.builtin_onnx import OnnxBuiltin
+
+    return OnnxBuiltin(tiny_builtin, threads=1)
+
+
+def task_kwargs(kind):
+    image, mask = emoji(), np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 255
+    return {"generate": {"task": "generate"},
+            "inpaint": {"task": "inpaint", "image": image, "mask": mask},
+            "edit": {"task": "edit", "image": image},
+            "img2img": {"task": "generate", "image": image, "strength": 0.6}}[kind]
+
+
+@pytest.mark.parametrize("kind", ["generate", "inpaint", "edit", "img2img"])
+def test_both_runtimes_draw_the_same_picture_for_a_seed(model, onnx_model, kind):
+    """A recipe's seed gives one picture whichever runtime runs it: the shipped ONNX graphs and
+    the torch modules agree to float rounding (the int8 weights are re-quantised for ONNX, the
+    kernels differ), and another seed gives another picture on both."""
+    results = {}
+    for name, runtime in (("onnx", onnx_model), ("torch", model)):
+        for seed in (5, 6):
+            latents = []
+            out, _ = runtime.sample("red apple", **task_kwargs(kind), seed=seed,
+                                    callback=lambda i, n, x, latents=latents: latents.append(x))
+            results[name, seed] = out, latents[-1]
+    for seed in (5, 6):
+        (onnx_out, onnx_latents), (torch_out, torch_latents) = results["onnx", seed], results["torch", seed]
+        assert np.abs(onnx_out.astype(int) - torch_out.astype(int)).max() <= 2, f"seed {seed}: pixels differ"
+        assert np.allclose(onnx_latents, torch_latents, atol=2e-3)
+    for name in ("onnx", "torch"):
+        assert not np.array_equal(results[name, 5][0], results[name, 6][0]), f"{name}: seeds 5 and 6 look alike"
+        assert np.abs(results[name, 5][1] - results[name, 6][1]).max() > 0.1
+
+
+@pytest.mark.parametrize("runtime", ["onnx_model", "model"])
+def test_a_seed_is_numpys_default_generator_and_repeats(request, runtime):
+    """The starting noise of seed s is np.random.default_rng(s).standard_normal, as float32, in
+    both runtimes; pinned to literal values, so a numpy release that redraws it (and so every
+    saved recipe's picture) fails here first."""
+    from inference.builtin_sampler import noise
+
+    assert np.allclose(noise(0, (3,)), [0.12573022, -0.13210486, 0.64042265], atol=1e-7)
+    m = request.getfixturevalue(runtime)
+    seen = []
+    velocity = m.velocity
+    m.velocity = lambda x, *rest: seen.append(x.copy()) or velocity(x, *rest)
+    try:
+        first, _ = m.sample("red apple", seed=1234, steps=2)
+        again, _ = m.sample("red apple", seed=1234, steps=2)
+    finally:
+        del m.velocity
+    c = m.latent_channels
+    expected = np.random.default_rng(1234).standard_normal((1, c, 4, 4)).astype(np.float32)
+    assert np.array_equal(seen[0][:1, :c], expected) and np.array_equal(seen[0][1:, :c], expected)
+    assert len(seen) == 4 and all(np.array_equal(a, b) for a, b in zip(seen[:2], seen[2:]))
+    assert np.array_equal(first, again)
+
+
+def test_the_shared_steps_are_flow_match_euler():
+    """The sampler's loop is FlowMatchEulerDiscreteScheduler's (the scheduler the recipes name)
+    at the times of sigma_schedule, with strength and shift: the same times, the same latents."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from inference.builtin import build_scheduler
+    from inference.builtin_sampler import Sampler, noise, sigma_schedule
+
+    start = np.random.default_rng(9).standard_normal((1, 2, 4, 4)).astype(np.float32)
+
+    def field(x, t):  # any smooth velocity that depends on the latent and the time
+        return np.tanh(x[:, :2]) * 0.7 - (t[:, None, None, None] / 1000) * x[:, 2:4]
+
+    class Fake(Sampler):
+        latent_channels, size, steps, shift = 2, 32, 4, 1.0
+
+        def __init__(self, shift):
+            self.shift, self.times = shift, []
+
+        def guidance_for(self, steps):
+            return 1.0
+
+        def encode(self, rgba):
+            return start
+
+        def decode(self, latents):
+            return latents
+
+        def embed(self, prompts):
+            return np.zeros((len(prompts), 16, 8), np.float32), np.zeros((len(prompts), 8), np.float32)
+
+        def velocity(self, x, t, tokens, pooled):
+            self.times.append(t[0])
+            return field(x, t).astype(np.float32)
+
+    image = np.zeros((32, 32, 4), np.uint8)
+    for steps, strength, shift in ((4, 1.0, 1.0), (3, 0.6, 3.0), (1, 1.0, 2.0)):
+        fake = Fake(shift)
+        ours, _ = fake.sample("", image=image, steps=steps, strength=strength, seed=2)
+
+        scheduler = build_scheduler()
+        assert isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
+        scheduler.set_timesteps(sigmas=sigma_schedule(steps, strength, shift).tolist())
+        x = torch.from_numpy(noise(2, (1, 2, 4, 4)))
+        if strength < 1:
+            x = (1 - strength) * torch.from_numpy(start) + strength * x
+        cond = torch.zeros(1, 4, 4, 4)
+        cond[:, 2] = 1
+        for t in scheduler.timesteps:
+            v = torch.from_numpy(field(torch.cat([x, cond], 1).numpy(), t.expand(1).numpy()).astype(np.float32))
+            x = scheduler.step(v, t, x).prev_sample
+        assert np.allclose(fake.times, scheduler.timesteps.numpy(), rtol=1e-6), (steps, strength, shift)
+        assert np.allclose(ours, x.numpy(), atol=1e-5), (steps, strength, shift)
 
 
 def test_the_shipped_runtime_does_not_import_diffusers(tiny_builtin):
