@@ -56,69 +56,10 @@ TIMER_MS = 10
 
 def build_sd15_random(folder: Path) -> Path:
     """Save an SD 1.5-shaped StableDiffusionPipeline with random weights into `folder`."""
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from architectures import build
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import SD_BETAS, _quiet, write_clip_tokenizer  # a byte-level CLIP tokenizer, written locally
-
-    _quiet()
-    folder = Path(folder)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(  # runwayml/stable-diffusion-v1-5 unet/config.json
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=768,
-        attention_head_dim=8,
-        norm_num_groups=32,
-        norm_eps=1e-5,
-        act_fn="silu",
-        downsample_padding=1,
-        flip_sin_to_cos=True,
-        freq_shift=0,
-        mid_block_scale_factor=1,
-    )
-    vae = AutoencoderKL(  # vae/config.json
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=512,
-        scaling_factor=0.18215,
-    )
-    text_encoder = CLIPTextModel(  # openai/clip-vit-large-patch14 text tower
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            projection_dim=768,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
-    tokenizer = write_clip_tokenizer(folder / "tokenizer", vocab_size=49408)
-    scheduler = PNDMScheduler(**SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder, safe_serialization=True)
-    return folder
+    return build(folder, "sd15", tiny_decoder=False)
 
 
 def gaps_ms(ticks: list[float]) -> list[float]:

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_data_dir
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from inference import files
 from inference.files import process_state
 from inference.jobs import BadInput, JobError
 
@@ -53,7 +53,7 @@ __all__ = [
     "recover",
 ]
 
-DATA_DIR_ENV = "QUICKBRUSH_DATA_DIR"
+DATA_DIR_ENV = files.DATA_DIR_ENV
 INTERVAL_ENV = "QUICKBRUSH_AUTOSAVE_SECONDS"
 DEFAULT_INTERVAL_S = 30.0
 # Version of the sidecar; a newer one is left alone (a newer Quickbrush wrote it).
@@ -66,10 +66,8 @@ _SAFE_STEM = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def data_dir() -> Path:
-    """Quickbrush's data folder; QUICKBRUSH_DATA_DIR overrides it (tests never touch the user's)."""
-    override = os.environ.get(DATA_DIR_ENV)
-    # "quickbrush" without an author folder: the same folder as inference.models.store.models_dir.
-    return Path(override) if override else Path(user_data_dir("quickbrush", appauthor=False))
+    """Quickbrush's data folder (inference.files.data_dir): QUICKBRUSH_DATA_DIR, else the platform's."""
+    return files.data_dir()
 
 
 def autosave_dir() -> Path:

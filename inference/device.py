@@ -41,10 +41,13 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
-def check_dtype(requested: str | None) -> None:
-    """BadInput for a precision Quickbrush does not know."""
+def check_dtype(requested: str | None, allow_int8: bool = False) -> None:
+    """BadInput for a precision Quickbrush does not know (int8: OpenVINO's, where allowed)."""
+    if allow_int8 and requested == "int8":
+        return
     if requested and requested != "auto" and requested not in DTYPE_NAMES:
-        raise BadInput(f"Unknown precision {requested!r}: use auto, float32, float16 or bfloat16.")
+        raise BadInput(f"Unknown precision {requested!r}: use auto, float32, float16, bfloat16"
+                       f"{' or int8 (OpenVINO)' if allow_int8 else ''}.")
 
 
 def pick_dtype_name(device: str, requested: str | None = None) -> str:

@@ -20,7 +20,8 @@ from typing import Any, Callable
 from PIL import Image
 
 from inference import compositing
-from inference.backends import Capabilities, Loaded, backend_for
+from inference import runtimes
+from inference.backends import Capabilities, Loaded, backend, backend_for, candidates
 from inference.device import check_device, check_dtype, dtype_name
 from inference.images import check_pixels, has_alpha
 from inference.models.store import estimate_bytes, locate
@@ -36,6 +37,7 @@ from inference.jobs import (
     Outpaint,
     OutOfMemory,
     Progress,
+    Refine,
     Vary,
 )
 
@@ -80,18 +82,37 @@ class Engine:
         self.max_models = max_models
         self.reserve_bytes = reserve_bytes
         self._cache: OrderedDict[tuple, Loaded] = OrderedDict()
+        self.choices = runtimes.Choices()
+        # The backend runtime auto chose per model in this process (so a cached copy of another
+        # path, asked for by name earlier, is not taken for it).
+        self._auto: dict[tuple, str] = {}
+        # What the last job's denoising ended on, where its image came from the tiny decoder (the
+        # worker hands it to the Result, for Refine); None otherwise.
+        self.last_latents: Any = None
 
     # -- model cache ----------------------------------------------------------------------
 
     @staticmethod
-    def _key(ref: ModelRef, device: str, dtype: str) -> tuple:
-        return (ref.source, ref.config, ref.preset, ref.loras, device, dtype)
+    def _key(ref: ModelRef, device: str, dtype: str, backend_name: str = "") -> tuple:
+        return (ref.source, ref.config, ref.preset, ref.loras, device, dtype, backend_name)
 
-    def _cached(self, ref: ModelRef, device: str | None, dtype: str | None) -> Loaded | None:
+    def _cached(self, ref: ModelRef, device: str | None, dtype: str | None, runtime: str | None) -> Loaded | None:
         """The cached model for this job, found without looking at its files again: the backend
-        of a cached copy of `ref` places the job (device, dtype) as it did when it loaded it."""
-        for cached in [m for m in self._cache.values() if self._key(m.ref, "", "") == self._key(ref, "", "")]:
-            key = self._key(ref, *cached.backend.placement(device, dtype))
+        of a cached copy of `ref` places the job (device, dtype) as it did when it loaded it. A
+        job of runtime auto takes the copy on the path auto chose for it in this process."""
+        base = self._key(ref, "", "")
+        same = [m for m in reversed(self._cache.values()) if self._key(m.ref, "", "") == base]
+        for cached in same:
+            name = cached.backend.name
+            if runtime not in (None, "auto"):
+                if _runtime_of(name) != runtime:
+                    continue
+            elif name != self._auto.get(base, "builtin"):
+                continue
+            try:
+                key = self._key(ref, *cached.backend.placement(device, dtype), name)
+            except JobError:
+                continue
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
@@ -101,26 +122,79 @@ class Engine:
         return list(self._cache.values())
 
     def model(self, ref: ModelRef, device: str | None = None, dtype: str | None = None,
-              on_load: Callable[[], None] | None = None) -> tuple[Loaded, bool]:
+              on_load: Callable[[], None] | None = None, runtime: str | None = None,
+              size: tuple[int, int] | None = None,
+              on_stage: Callable[[str], None] | None = None) -> tuple[Loaded, bool]:
         """The loaded model for `ref`, and whether it was loaded just now (`on_load()` is
-        called first when it must be loaded, so a GUI can say "loading model" only then)."""
+        called first when it must be loaded, so a GUI can say "loading model" only then).
+
+        `runtime` None or "auto" runs the model on the path chosen for this machine (probing the
+        paths on the first use, at `size`, see inference.runtimes); "torch" or "openvino" on that
+        one. `on_stage(text)` hears about the slow first-use steps (converting, timing paths)."""
         check_device(device)
-        check_dtype(dtype)
-        cached = self._cached(ref, device, dtype)
+        check_dtype(dtype, allow_int8=True)
+        runtimes.check_runtime(runtime)
+        cached = self._cached(ref, device, dtype, runtime)
         if cached is not None:
             return cached, False
         located = locate(ref.source)
-        chosen = backend_for(located)
-        device, dtype_key = chosen.placement(device, dtype)
-        key = self._key(ref, device, dtype_key)
+        chosen, device_key, dtype_key, probed = self._choose(ref, located, device, dtype, runtime, size, on_stage)
+        key = self._key(ref, device_key, dtype_key, chosen.name)
+        if runtime in (None, "auto"):
+            self._auto[self._key(ref, "", "")] = chosen.name
+        if key in self._cache:  # the chosen path was loaded before, by name
+            self._cache.move_to_end(key)
+            if probed is not None:
+                self._release(probed)
+            return self._cache[key], False
         while len(self._cache) >= self.max_models:
             self._evict_oldest()
         if on_load is not None:
             on_load()
-        self._make_room(estimate_bytes(ref) + self.reserve_bytes, device)
-        loaded = chosen.load(ref, located, device, dtype_key)
+        if probed is not None and probed.backend is chosen and dtype_name(probed.dtype) == dtype_key:
+            loaded = probed  # the probe's own float32 torch model is the chosen path
+        else:
+            if probed is not None:
+                self._release(probed)
+            self._make_room(estimate_bytes(ref) + self.reserve_bytes, device_key)
+            loaded = chosen.load(ref, located, device_key, dtype_key, on_stage=on_stage)
         self._cache[key] = loaded
         return loaded, True
+
+    def _choose(self, ref, located, device, dtype, runtime, size, on_stage):
+        """(backend, device, dtype, probed model or None) for a job on the model at `located`."""
+        offered = candidates(located)
+        if not offered:
+            return backend_for(located), None, None, None  # backend_for raises, saying why
+        if runtime not in (None, "auto"):
+            named = [b for b in offered if _runtime_of(b.name) == runtime]
+            if not named:
+                if runtime == "openvino" and not runtimes.openvino_available():
+                    raise BadInput("OpenVINO is not installed here; choose the runtime auto or torch.")
+                raise BadInput(f"The {runtime} runtime cannot run {located.path}.")
+            chosen = named[0]
+            return (chosen, *chosen.placement(device, dtype), None)
+        torch_dtype = None if dtype == "int8" else dtype  # int8 exists on OpenVINO only
+        first = offered[-1]  # torch, where OpenVINO is offered too (the registry asks it first)
+        device_key, dtype_key = first.placement(device, torch_dtype)
+        sd_paths = [b for b in offered if b.name in ("diffusers", "openvino")]
+        if len(sd_paths) < 2 or not device_key.startswith("cpu"):
+            return first, device_key, dtype_key, None
+        # A Stable Diffusion model on the CPU with OpenVINO present: the remembered choice, or a probe.
+        from inference.backends import openvino_backend
+
+        key = runtimes.choice_key(openvino_backend.fingerprint_of(located), ref.source, ref.loras, "cpu")
+        choice = self.choices.get(key)
+        probed = None
+        if choice is None:
+            choice, probed = openvino_backend.probe(ref, located, size, on_stage)
+            self.choices.put(key, choice)
+        chosen = backend(_BACKEND_OF_RUNTIME[choice.runtime])
+        wanted = choice.dtype if dtype in (None, "auto") else dtype
+        if wanted == "int8" and chosen.name != "openvino":
+            wanted = None
+        device_key, dtype_key = chosen.placement("cpu", wanted)
+        return chosen, device_key, dtype_key, probed
 
     def _make_room(self, needed: int, device: str) -> None:
         """Unload least recently used models until `needed` bytes are free (or none is left)."""
@@ -172,9 +246,18 @@ class Engine:
         started = time.perf_counter()
         if cancelled():
             raise Cancelled()
+        refine = job if isinstance(job, Refine) else None
+        if refine is not None:
+            job = refine.source
+        self.last_latents = None
         _check_sizes(job)
+
+        def on_stage(text: str) -> None:
+            on_progress(Progress(job_id, 0, 1, time.perf_counter() - started, stage="prepare", text=text))
+
         loaded, fresh = self.model(job.model, job.device, job.dtype,
-                                   on_load=lambda: on_progress(Progress(job_id, 0, 1, 0.0, stage="load")))
+                                   on_load=lambda: on_progress(Progress(job_id, 0, 1, 0.0, stage="load")),
+                                   runtime=job.runtime, size=_job_size(job), on_stage=on_stage)
         load_seconds = loaded.load_seconds if fresh else 0.0
         if cancelled():
             raise Cancelled()
@@ -194,20 +277,33 @@ class Engine:
             elapsed = time.perf_counter() - denoise_start[0]
             on_progress(Progress(job_id, step, total, elapsed, preview, box=preview_box[0]))
 
+        decoder = "tiny" if (job.decoder == "tiny" and caps.tiny_decoder) else "full"
         common = {"prompt": job.prompt, "negative_prompt": job.negative_prompt or None, "guidance_scale": guidance,
                   "seed": job.seed}
+        if caps.tiny_decoder:
+            common["decoder"] = "full" if refine is not None else decoder
         resolved: dict[str, Any] = {
             "steps": steps,
             "guidance": guidance,
             "scheduler": scheduler or loaded.scheduler_class,
             "device": loaded.device,
             "dtype": dtype_name(loaded.dtype),
+            "runtime": _runtime_of(loaded_backend.name) if job.runtime not in (None, "auto") else job.runtime,
+            "decoder": decoder if caps.tiny_decoder else None,
             "model": ModelRef(job.model.source, job.model.loras, job.model.config, job.model.preset, loaded.sha256),
         }
 
         def call(task: str, **kwargs: Any) -> tuple[Image.Image, dict[str, float]]:
             denoise_start[0] = time.perf_counter()
-            return loaded_backend.run(loaded, task, {**common, **kwargs}, steps, on_step, cancelled, scheduler)
+            if refine is not None:
+                t0 = time.perf_counter()
+                image = loaded_backend.decode_latents(loaded, refine.latents)
+                return image, {"decode": time.perf_counter() - t0}
+            image, timings = loaded_backend.run(loaded, task, {**common, **kwargs}, steps, on_step, cancelled,
+                                                scheduler)
+            if decoder == "tiny":
+                self.last_latents = loaded_backend.last_latents(loaded)
+            return image, timings
 
         composite_seconds = 0.0
         if isinstance(job, Generate):
@@ -288,7 +384,28 @@ class Engine:
         if composite_seconds:
             timings["composite"] = composite_seconds
         timings["total"] = time.perf_counter() - started
-        return image, job.replace(**resolved), timings, loaded.info()
+        info = dict(loaded.info())
+        info["path"] = runtimes.label(_runtime_of(loaded_backend.name) if loaded_backend.name != "builtin"
+                                      else info.get("runtime", "onnxruntime"), dtype_name(loaded.dtype))
+        resolved_job = job.replace(**resolved)
+        if refine is not None:
+            resolved_job = refine.replace(source=resolved_job)
+        return image, resolved_job, timings, info
+
+
+_BACKEND_OF_RUNTIME = {"torch": "diffusers", "openvino": "openvino"}
+
+
+def _runtime_of(backend_name: str) -> str:
+    """The runtime a backend is known by in jobs and Preferences (diffusers runs on torch)."""
+    return {"diffusers": "torch"}.get(backend_name, backend_name)
+
+
+def _job_size(job: Job) -> tuple[int, int] | None:
+    """The pixel size the model will see, as far as it is known before loading (for the probe)."""
+    if job.width and job.height and not hasattr(job, "image"):
+        return job.width, job.height
+    return None
 
 
 def _check_sizes(job: Job) -> None:

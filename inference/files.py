@@ -37,7 +37,30 @@ import psutil  # the portable way to ask whether a process lives
 
 from inference.jobs import JobError
 
-__all__ = ["SaveError", "atomic_write", "clean_stale_temps", "temp_path_for"]
+__all__ = ["SaveError", "atomic_write", "cache_dir", "clean_stale_temps", "data_dir", "temp_path_for"]
+
+DATA_DIR_ENV = "QUICKBRUSH_DATA_DIR"
+CACHE_DIR_ENV = "QUICKBRUSH_CACHE_DIR"
+
+
+def data_dir() -> Path:
+    """Quickbrush's data folder (autosaves, what it learnt about this machine); QUICKBRUSH_DATA_DIR
+    overrides it (tests never touch the user's). "quickbrush" without an author folder: the same
+    folder as inference.models.store.models_dir."""
+    from platformdirs import user_data_dir
+
+    override = os.environ.get(DATA_DIR_ENV)
+    return Path(override) if override else Path(user_data_dir("quickbrush", appauthor=False))
+
+
+def cache_dir() -> Path:
+    """What can be rebuilt at a cost (converted and compiled models): QUICKBRUSH_CACHE_DIR, else
+    the platform's cache folder, which cleaners and backups know to skip."""
+    from platformdirs import user_cache_dir
+
+    override = os.environ.get(CACHE_DIR_ENV)
+    return Path(override) if override else Path(user_cache_dir("quickbrush", appauthor=False))
+
 
 
 class SaveError(JobError):

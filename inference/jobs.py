@@ -367,6 +367,9 @@ class Target:
 
 # --------------------------------------------------------------------------- jobs
 
+RUNTIMES = ("auto", "torch", "openvino")  # inference.runtimes explains the choice
+DECODERS = ("full", "tiny")
+
 
 def _image_field() -> Any:
     return field(default=None, compare=False, hash=False, repr=False)
@@ -391,6 +394,11 @@ class Job:
     device: str | None = None
     dtype: str | None = None
     scheduler: str | None = None
+    # "auto" or None: the path inference.runtimes chose for this machine; "torch" or "openvino".
+    runtime: str | None = None
+    # The VAE decoder of the final image: None or "full" (the model's own), "tiny" (TAESD: a
+    # tenth of the time on a CPU, a little softer; Refine re-decodes with the full one).
+    decoder: str | None = None
     # Where the result lands (editor data carried through; not part of the recipe).
     target: Target | None = field(default=None, compare=False, hash=False, repr=False)
 
@@ -415,8 +423,13 @@ class Job:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _whole(name, name, value, MIN_SIDE, MAX_SIDE, " of pixels"))
-        for name, label in (("device", "device"), ("dtype", "number format (dtype)"), ("scheduler", "scheduler")):
+        for name, label in (("device", "device"), ("dtype", "number format (dtype)"), ("scheduler", "scheduler"),
+                            ("runtime", "runtime"), ("decoder", "decoder")):
             _text(name, label, getattr(self, name), optional=True)
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise _bad("runtime", "the runtime", f"one of {', '.join(RUNTIMES)}", self.runtime)
+        if self.decoder is not None and self.decoder not in DECODERS:
+            raise _bad("decoder", "the decoder", f"one of {', '.join(DECODERS)}", self.decoder)
         for name in ("image", "mask"):
             value = getattr(self, name, None)
             if value is not None and not isinstance(value, Image.Image):
@@ -585,6 +598,40 @@ def _check_mask_options(job: Job) -> None:
         raise _bad("mask_options", "the mask options", "mask options", getattr(job, "mask_options"))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Refine(Job):
+    """Decode a finished result's latents again with the model's own (full) VAE decoder.
+
+    `source` is the resolved job that made the result (with its images) and `latents` what its
+    denoising ended on (`Result.latents`): nothing is denoised again, so the refined image is the
+    same picture, only decoded in full quality, and lands where the first one did.
+    """
+
+    kind: ClassVar[str] = "refine"
+    source: Job | None = field(default=None, compare=False, hash=False, repr=False)
+    latents: Any = field(default=None, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, Job) or isinstance(self.source, Refine):
+            raise BadInput("Refine needs the result it re-decodes.")
+        if self.latents is None:
+            raise BadInput("This result kept no latents to refine (it was decoded in full already, or made by "
+                           "a model without a separate decoder).")
+        super().__post_init__()
+
+    @classmethod
+    def of(cls, source: Job, latents: Any) -> "Refine":
+        """The Refine of a result made by `source`: same model, seed and placement."""
+        return cls(source=source, latents=latents, prompt=source.prompt, negative_prompt=source.negative_prompt,
+                   model=source.model, seed=source.seed, steps=source.steps, guidance=source.guidance,
+                   device=source.device, dtype=source.dtype, scheduler=source.scheduler, runtime=source.runtime,
+                   decoder="full", target=source.target)
+
+    def to_dict(self) -> dict[str, Any]:
+        # What the image is, recipe-wise: the source job decoded in full (it reproduces this image).
+        return self.source.replace(decoder="full").to_dict()
+
+
 JOB_KINDS: dict[str, type[Job]] = {cls.kind: cls for cls in (Generate, Vary, Inpaint, Outpaint, Edit)}
 
 
@@ -604,6 +651,8 @@ class Progress:
     # Where the preview lies in the result image (left, top, right, bottom); None: all of it.
     # Inpainting previews only the crop around the mask that the model works on.
     box: tuple[int, int, int, int] | None = None
+    # What a "prepare" stage is doing, in words ("converting the UNet for OpenVINO").
+    text: str = ""
 
     @property
     def eta(self) -> float | None:
@@ -623,6 +672,9 @@ class Result:
     timings: Mapping[str, float] = field(default_factory=dict)
     error: JobError | None = None
     model_info: Mapping[str, Any] = field(default_factory=dict)
+    # What the denoising ended on (a float32 numpy array), kept where the image was decoded by the
+    # tiny decoder, so Refine can decode it again in full; None otherwise.
+    latents: Any = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:

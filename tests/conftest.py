@@ -19,6 +19,11 @@ if "QUICKBRUSH_MODELS" not in os.environ:
     import tempfile
 
     os.environ["QUICKBRUSH_MODELS"] = tempfile.mkdtemp(prefix="quickbrush-test-models-")
+# Nor the user's cache (converted OpenVINO models): one for the whole run, so tests share conversions.
+if "QUICKBRUSH_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["QUICKBRUSH_CACHE_DIR"] = tempfile.mkdtemp(prefix="quickbrush-test-cache-")
 # Never the user's data folder (autosaves) either; each test gets its own (_fresh_data_dir).
 if "QUICKBRUSH_DATA_DIR" not in os.environ:
     import tempfile

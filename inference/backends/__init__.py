@@ -47,6 +47,7 @@ class Capabilities:
     whole_objects: bool
     native: int
     multiple: int
+    tiny_decoder: bool = False  # a TAESD-style decoder is at hand: previews, and Fast decode ("tiny")
 
     @property
     def edits(self) -> bool:
@@ -87,7 +88,9 @@ class Backend(Protocol):
         """The device and dtype name a job asking for `device`/`dtype` (None or "auto": choose)
         runs on with this backend; BadInput for one it cannot use."""
 
-    def load(self, ref: ModelRef, located: Located, device: str, dtype: str) -> Loaded: ...
+    def load(self, ref: ModelRef, located: Located, device: str, dtype: str,
+             on_stage: Callable[[str], None] | None = None) -> Loaded:
+        """`on_stage(text)` hears about slow first-use steps (converting for OpenVINO)."""
 
     def run(self, loaded: Any, task: str, call: dict[str, Any], steps: int, on_step: StepCallback,
             cancelled: Callable[[], bool], scheduler: str | None) -> tuple[Image.Image, dict[str, float]]:
@@ -97,6 +100,12 @@ class Backend(Protocol):
 
     def preview(self, loaded: Any, latents: Any) -> Image.Image | None: ...
 
+    def last_latents(self, loaded: Any) -> Any:
+        """What the last `run` denoised to (numpy), where Refine can decode it again; or None."""
+
+    def decode_latents(self, loaded: Any, latents: Any) -> Image.Image:
+        """`latents` from last_latents, decoded by the model's own (full) decoder."""
+
     def capabilities(self, loaded: Any) -> Capabilities: ...
 
     def release(self, loaded: Any) -> None:
@@ -105,8 +114,11 @@ class Backend(Protocol):
 
 # Asked in this order; the first that claims a model serves it. The built-in model's folder is
 # recognised by its own config file, so it comes before diffusers, which takes the rest.
+# OpenVINO and diffusers (torch) claim the same Stable Diffusion models; which one runs a job is
+# the engine's choice (inference.runtimes), so `candidates` lists both.
 REGISTRY: dict[str, str] = {
     "builtin": "inference.backends.builtin_backend",
+    "openvino": "inference.backends.openvino_backend",
     "diffusers": "inference.backends.diffusers_backend",
 }
 
@@ -116,13 +128,18 @@ def backend(name: str) -> Backend:
     return importlib.import_module(REGISTRY[name]).BACKEND
 
 
+def candidates(located: Located) -> list[Backend]:
+    """Every backend that can run the model at `located`, in registry order."""
+    return [backend(name) for name in REGISTRY if backend(name).claims(located)]
+
+
 def backend_for(located: Located) -> Backend:
-    """The backend that serves the model at `located`, or ModelMissing saying why none does."""
-    for name in REGISTRY:
-        candidate = backend(name)
-        if candidate.claims(located):
-            return candidate
-    raise not_a_model_folder(located.path)
+    """The backend that serves the model at `located` by default (torch for Stable Diffusion:
+    the runtime that needs no conversion), or ModelMissing saying why none does."""
+    found = candidates(located)
+    if not found:
+        raise not_a_model_folder(located.path)
+    return found[-1]
 
 
 def serving(source: str) -> str | None:

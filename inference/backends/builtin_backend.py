@@ -172,7 +172,7 @@ class BuiltinBackend:
         check_dtype(dtype)  # an unknown precision is refused as for any model
         return _device(device), "float32"
 
-    def load(self, ref: ModelRef, located: Located, device: str, dtype: str) -> Loaded:
+    def load(self, ref: ModelRef, located: Located, device: str, dtype: str, on_stage=None) -> Loaded:
         if ref.loras:
             raise BadInput("LoRAs work with Stable Diffusion models, not with the built-in model.")
         return load(ref, located.path, device)
@@ -182,6 +182,12 @@ class BuiltinBackend:
 
     def preview(self, loaded, latents):
         return preview(loaded, latents)
+
+    def last_latents(self, loaded: Loaded) -> None:
+        return None  # its decoder is already tiny: nothing to refine
+
+    def decode_latents(self, loaded: Loaded, latents: Any) -> Image.Image:
+        raise BadInput("The built-in model's results are decoded in full already: there is nothing to refine.")
 
     def capabilities(self, loaded: Loaded) -> Capabilities:
         return Capabilities(tasks=frozenset(("text2img", "img2img", "inpaint", "edit")), inpaint="native",

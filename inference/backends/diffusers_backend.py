@@ -50,6 +50,9 @@ class Loaded:
     keeps_alpha: bool = False  # the VAE sees RGB only: sources are flattened over grey
     whole_objects: bool = False  # inpaint crops zoom in on the mask (compositing.crop_region)
     backend: "DiffusersBackend" = field(default_factory=lambda: BACKEND)
+    runtime: str = "torch"  # "torch" or "openvino" (inference.backends.openvino_backend)
+    tiny_decoder: Any = None  # an AutoencoderTiny for previews and Fast decode, when one is found
+    kept_latents: Any = None  # the last tiny-decoded run's latents (numpy), for Refine
 
     @property
     def task(self) -> str:
@@ -68,6 +71,7 @@ class Loaded:
             "device": self.device,
             "dtype": dtype_name(self.dtype),
             "pipeline": type(self.pipe).__name__,
+            "runtime": self.runtime,
         }
 
 
@@ -215,9 +219,62 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
 
     if not hasattr(pipe, "unet"):
         raise ModelMissing(f"{ref.source} is a {type(pipe).__name__}, which Quickbrush cannot run yet.")
+    loaded = finish_load(ref, pipe, device, torch_dtype, sha, started)
+    loaded.tiny_decoder = load_tiny_decoder(located, loaded.family, device, torch_dtype)
+    return loaded
+
+
+# --------------------------------------------------------------------------- the tiny decoder
+
+TINY_FOLDER = "vae_tiny"  # inside a model's folder: its own TAESD, in diffusers' AutoencoderTiny format
+TINY_SHARED = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl"}  # in the models folder, for a family
+
+
+def tiny_decoder_folder(located: Located, family: str) -> Path | None:
+    """Where the tiny decoder (TAESD / TAESDXL) for a model is: the model's own `vae_tiny/`,
+    else the family's in the models folder (where the model manager puts madebyollin/taesd)."""
+    from inference.models.store import models_dir
+
+    places = []
+    if located.kind in ("folder", "builtin"):
+        places.append(Path(located.path) / TINY_FOLDER)
+    places.append(models_dir() / TINY_SHARED.get(family, "taesd"))
+    for place in places:
+        if (place / "config.json").is_file():
+            return place
+    return None
+
+
+def load_tiny_decoder(located: Located, family: str, device: str, torch_dtype: Any) -> Any:
+    """The AutoencoderTiny for previews and Fast decode, or None (previews then fall back to the
+    latent colour approximation, and Fast decode to the full decoder). A damaged one is logged
+    and skipped: it must never stop the model itself from loading."""
+    folder = tiny_decoder_folder(located, family)
+    if folder is None:
+        return None
+    try:
+        from diffusers import AutoencoderTiny
+
+        return AutoencoderTiny.from_pretrained(str(folder), torch_dtype=torch_dtype).to(device).eval()
+    except Exception:
+        import logging
+
+        logging.getLogger(__name__).warning("the tiny decoder at %s could not be loaded", folder, exc_info=True)
+        return None
+
+
+def finish_load(ref: ModelRef, pipe: Any, device: str, torch_dtype: Any, sha: str | None, started: float,
+                loras: bool = True) -> Loaded:
+    """The Loaded for a pipeline read from disk: LoRAs applied (unless already in its weights, as
+    in an OpenVINO IR), moved to `device`, its family, native size and preset worked out."""
+    import torch
+
     pipe.set_progress_bar_config(disable=True)
-    _load_loras(pipe, ref)
+    if loras:
+        _load_loras(pipe, ref)
     pipe.to(device)
+    if device.startswith("cuda"):
+        _tune_for_cuda(pipe)
 
     family = _family_of(pipe)
     in_channels = pipe.unet.config.in_channels
@@ -232,13 +289,36 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
         if isinstance(module, torch.nn.Module)
         for p in module.parameters()
     )
-    loaded = Loaded(
+    return Loaded(
         ref=ref, pipe=pipe, family=family, in_channels=in_channels, native=native, preset=preset,
         device=device, dtype=torch_dtype, nbytes=nbytes, sha256=sha,
         load_seconds=time.perf_counter() - started,
         scheduler_class=type(pipe.scheduler).__name__, scheduler_config=dict(pipe.scheduler.config),
     )
-    return loaded
+
+
+def _tune_for_cuda(pipe: Any) -> None:
+    """What pays on an NVIDIA GPU: channels-last convolutions, PyTorch's fused SDPA attention
+    (diffusers' default processor on torch 2), and torch.compile of the UNet and VAE decoder for
+    the fixed shapes a job uses. Inductor's cache goes into Quickbrush's cache folder, so a
+    restart reuses the compiled kernels; QUICKBRUSH_COMPILE=0 turns compiling off."""
+    import torch
+
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    if os.environ.get("QUICKBRUSH_COMPILE", "1") == "0":
+        return
+    from inference.files import cache_dir
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+    mode = os.environ.get("QUICKBRUSH_COMPILE_MODE", "max-autotune-no-cudagraphs")
+    try:
+        pipe.unet = torch.compile(pipe.unet, mode=mode, dynamic=False)
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode, dynamic=False)
+    except Exception:  # an old GPU or a missing compiler: eager still works, only slower
+        import logging
+
+        logging.getLogger(__name__).warning("torch.compile is unavailable; running eagerly", exc_info=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -394,6 +474,7 @@ def run(
     num_steps = steps
     if strength is not None and strength < 1.0:
         num_steps = max(steps, math.ceil(steps / strength - 1e-6))
+    decoder = call.pop("decoder", None) or "full"
     generator = torch.Generator(device="cpu").manual_seed(call.pop("seed"))
     if loaded.preset.eta is not None and scheduler == "tcd":
         call.setdefault("eta", loaded.preset.eta)
@@ -425,9 +506,11 @@ def run(
     if cancelled():
         raise Cancelled()
     latents = output.images
+    tiny = loaded.tiny_decoder if decoder == "tiny" else None
+    loaded.kept_latents = latents.detach().float().cpu().numpy() if tiny is not None else None
     decode_start = time.perf_counter()
     with torch.inference_mode():
-        image = decode(pipe, latents)
+        image = decode(pipe, latents, tiny)
     return image, {
         "encode": timer.seconds,
         "denoise": total - timer.seconds,
@@ -435,10 +518,12 @@ def run(
     }
 
 
-def decode(pipe: Any, latents: Any) -> Image.Image:
+def decode(pipe: Any, latents: Any, vae: Any = None) -> Image.Image:
+    """Latents to the image, by the model's VAE or the `vae` given (a tiny decoder, whose
+    scaling factor of 1 takes the model's scaled latents as they are)."""
     import torch
 
-    vae = pipe.vae
+    vae = vae if vae is not None else pipe.vae
     upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
     if upcast:
         vae.to(torch.float32)
@@ -454,11 +539,40 @@ def decode(pipe: Any, latents: Any) -> Image.Image:
 
 
 def preview(loaded: Loaded, latents: Any) -> Image.Image | None:
+    """A step's preview: the tiny decoder's picture where there is one (at half the latent size
+    above 32 latents, a quarter of its cost and still larger than the canvas preview needs), else
+    the latent colour approximation."""
     from inference.previews import latents_to_preview
 
     if latents is None:
         return None
+    if loaded.tiny_decoder is not None:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                small = latents[:1]
+                if min(small.shape[-2:]) > 32:
+                    small = torch.nn.functional.avg_pool2d(small, 2)
+                return decode(loaded.pipe, small, loaded.tiny_decoder)
+        except Exception:  # a preview is never worth failing the job
+            pass
     return latents_to_preview(latents, loaded.family)
+
+
+def decode_latents(loaded: Loaded, latents: Any) -> Image.Image:
+    """Kept latents (numpy, from a tiny-decoded result) decoded again by the model's own VAE."""
+    import numpy as np
+    import torch
+
+    array = np.asarray(latents, dtype=np.float32)
+    channels = loaded.pipe.vae.config.latent_channels
+    if array.ndim != 4 or array.shape[1] != channels:
+        raise BadInput("These latents do not belong to this model, so they cannot be refined with it.",
+                       f"latents shape {array.shape}, the model's VAE takes {channels} channels")
+    tensor = torch.from_numpy(array).to(loaded.device)
+    with torch.inference_mode():
+        return decode(loaded.pipe, tensor)
 
 
 # UNet input channels -> what the model runs as itself (pipeline_for says the same in its errors).
@@ -486,7 +600,7 @@ class DiffusersBackend:
         device = pick_device(device)
         return device, pick_dtype_name(device, dtype)
 
-    def load(self, ref: ModelRef, located: Located, device: str, dtype: str) -> Loaded:
+    def load(self, ref: ModelRef, located: Located, device: str, dtype: str, on_stage=None) -> Loaded:
         return load(ref, device, dtype)
 
     def run(self, loaded, task, call, steps, on_step, cancelled, scheduler):
@@ -495,10 +609,18 @@ class DiffusersBackend:
     def preview(self, loaded, latents):
         return preview(loaded, latents)
 
+    def last_latents(self, loaded: Loaded) -> Any:
+        latents, loaded.kept_latents = loaded.kept_latents, None
+        return latents
+
+    def decode_latents(self, loaded: Loaded, latents: Any) -> Image.Image:
+        return decode_latents(loaded, latents)
+
     def capabilities(self, loaded: Loaded) -> Capabilities:
         tasks, inpaint = _TASKS.get(loaded.in_channels, _TEXT2IMG)
         return Capabilities(tasks=tasks, inpaint=inpaint, keeps_alpha=loaded.keeps_alpha,
-                            whole_objects=loaded.whole_objects, native=loaded.native, multiple=8)
+                            whole_objects=loaded.whole_objects, native=loaded.native, multiple=8,
+                            tiny_decoder=loaded.tiny_decoder is not None)
 
     def release(self, loaded: Loaded) -> None:
         import gc
@@ -507,6 +629,7 @@ class DiffusersBackend:
 
         loaded.derived.clear()
         loaded.pipe = None
+        loaded.tiny_decoder = None
         gc.collect()  # the pipeline's reference cycles hold its tensors until collected
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

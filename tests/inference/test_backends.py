@@ -40,6 +40,11 @@ def test_the_diffusers_backend_claims_stable_diffusion_folders(sd_folder):
     assert serving(str(sd_folder)) == "diffusers"
 
 
+def test_stable_diffusion_models_run_on_openvino_or_torch(sd_folder):
+    """Both claim a Stable Diffusion folder; the engine chooses (inference.runtimes)."""
+    assert [b.name for b in backends.candidates(locate(str(sd_folder)))] == ["openvino", "diffusers"]
+
+
 def test_the_diffusers_backend_claims_checkpoint_files_and_repo_ids(tiny_sd_single_file):
     assert backend_for(locate(str(tiny_sd_single_file))).name == "diffusers"
     assert backend_for(Located("repo", "owner/some-model")).name == "diffusers"
@@ -65,8 +70,8 @@ def test_a_folder_no_backend_claims_says_so_plainly(tmp_path):
     assert serving(str(folder)) is None
 
 
-def capabilities(folder) -> tuple[Loaded, Capabilities]:
-    loaded, _fresh = Engine().model(ModelRef(str(folder)))
+def capabilities(folder, runtime=None) -> tuple[Loaded, Capabilities]:
+    loaded, _fresh = Engine().model(ModelRef(str(folder)), runtime=runtime)
     assert isinstance(loaded, Loaded)
     return loaded, loaded.backend.capabilities(loaded)
 
@@ -85,9 +90,10 @@ def test_builtin_capabilities(tiny_builtin):
     ("tiny_sd_inpaint", {"inpaint"}, "native"),
     ("tiny_sd_pix2pix", {"edit"}, None),
 ])
-def test_diffusers_capabilities(request, fixture, tasks, inpaint):
-    loaded, caps = capabilities(request.getfixturevalue(fixture))
-    assert loaded.backend is backends.backend("diffusers")
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_diffusers_capabilities(request, fixture, tasks, inpaint, runtime):
+    loaded, caps = capabilities(request.getfixturevalue(fixture), runtime)
+    assert loaded.backend is backends.backend({"torch": "diffusers"}.get(runtime, runtime))
     assert caps == Capabilities(tasks=frozenset(tasks), inpaint=inpaint, keeps_alpha=False, whole_objects=False,
                                 native=64, multiple=8)
     assert caps.edits == (fixture == "tiny_sd_pix2pix")
