@@ -237,7 +237,10 @@ class Worker:
 
         try:
             image, job, timings, info = self.engine.run(ticket.job_id, ticket.job, progress, ticket.cancel.is_set)
-            return Result(ticket.job_id, job, image=image, timings=timings, model_info=info)
+            # Kept only where the tiny decoder made the image, for Refine; an engine of another
+            # make (a test's fake) may keep none.
+            return Result(ticket.job_id, job, image=image, timings=timings, model_info=info,
+                          latents=getattr(self.engine, "last_latents", None))
         except JobError as exc:
             return Result(ticket.job_id, ticket.job, error=exc)
         except BaseException as exc:  # the thread must outlive any job

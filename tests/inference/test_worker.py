@@ -261,3 +261,34 @@ def test_call_from_the_worker_thread_is_refused_not_a_deadlock():
         assert isinstance(outcome.get("error"), RuntimeError) and "own thread" in str(outcome["error"])
     finally:
         worker.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_sd_with_taesd(tiny_sd, tmp_path_factory):
+    """A copy of tiny_sd with its own tiny decoder (the shared fixture folder stays as it is)."""
+    import shutil
+
+    from diffusers import AutoencoderTiny
+
+    folder = tmp_path_factory.mktemp("tiny_sd_taesd") / "model"
+    shutil.copytree(tiny_sd, folder)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8), num_encoder_blocks=(1, 1),
+                    num_decoder_blocks=(1, 1), latent_channels=4).save_pretrained(folder / "vae_tiny")
+    return folder
+
+
+def test_a_fast_decoded_result_keeps_its_latents_for_refine(worker, collector, tiny_sd_with_taesd):
+    from inference.jobs import Refine, Target
+
+    model = ModelRef(str(tiny_sd_with_taesd))
+    target = Target((4, 4, 68, 68))
+    fast = collector.wait(worker.submit(Generate(prompt="apple", model=model, steps=2, seed=3, runtime="torch",
+                                                 decoder="tiny", target=target)))
+    assert fast.ok and fast.job.decoder == "tiny"
+    assert isinstance(fast.latents, np.ndarray) and fast.latents.shape == (1, 4, 32, 32)
+    full = collector.wait(worker.submit(Generate(prompt="apple", model=model, steps=2, seed=3, runtime="torch")))
+    assert full.ok and full.latents is None, "decoded in full: nothing kept"
+
+    refined = collector.wait(worker.submit(Refine.of(fast.job, fast.latents)))
+    assert refined.ok and refined.latents is None and refined.target == target
+    assert np.array_equal(np.asarray(refined.image), np.asarray(full.image)), "the same picture, decoded in full"
