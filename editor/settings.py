@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     # model
     "model": "",
     "device": "auto",
+    "runtime": "auto",  # "auto" (the fastest measured here, see inference.runtimes), "torch" or "openvino"
+    "fast_decode": False,  # decode finals with the model's tiny decoder (TAESD); Refine decodes in full
     # canvas and tools
     "brush_size": 40,
     "brush_hardness": 0.8,

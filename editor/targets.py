@@ -91,6 +91,9 @@ def plan(document: Any, settings: Any, model: ModelRef, seeds: Sequence[int]) ->
         "steps": s.steps if s.steps > 0 else None,
         "guidance": s.guidance if s.guidance >= 0 else None,
         "device": None if s.device in ("", "auto") else s.device,
+        "runtime": None if s.runtime in ("", "auto") else s.runtime,
+        # Only a model with a tiny decoder uses it; the others decode in full whatever this says.
+        "decoder": "tiny" if s.fast_decode else None,
     }
     jobs = tuple(kind(**common, **fields, seed=int(seed), target=target) for seed in seeds)
     return Request(jobs, target)

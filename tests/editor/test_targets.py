@@ -165,3 +165,15 @@ def test_targets_and_the_applied_recipe_survive_a_save_and_reopen(layered, setti
     assert target.composite == "masked" and target.box == job.target.box
     assert target.layer == loaded.layers[0].id
     assert np.array_equal(np.asarray(target.mask), np.asarray(job.target.mask)), "mask rebuilt from the job"
+
+
+def test_the_runtime_and_fast_decode_preferences_reach_every_job(layered, settings):
+    settings.mode = "vary"
+    (job,) = targets.plan(layered, settings, MODEL, [1]).jobs
+    assert job.runtime is None and job.decoder is None, "auto: the path chosen for this computer; full decode"
+    settings.runtime, settings.fast_decode, settings.device = "openvino", True, "cpu"
+    jobs = targets.plan(layered, settings, MODEL, [1, 2]).jobs
+    assert [(j.runtime, j.decoder, j.device) for j in jobs] == [("openvino", "tiny", "cpu")] * 2
+    settings.runtime, settings.mode = "torch", "generate"
+    (job,) = targets.plan(layered, settings, MODEL, [3]).jobs
+    assert (job.runtime, job.decoder) == ("torch", "tiny")
