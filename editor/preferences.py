@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QUrl, Qt
+from PySide6.QtCore import QUrl, Qt, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -31,10 +31,26 @@ from PySide6.QtWidgets import (
 from editor.panels._common import HintLabel, SettingBinding, section_label
 from editor.panels.models import DEVICE_LABELS
 from editor.settings import Settings
+from inference import runtimes
 from inference.models import store
 
 # Settings this dialog shows; "Restore defaults" resets exactly these.
-SHOWN = ("mask_color", "mask_opacity", "brush_size", "brush_hardness", "live_preview", "device")
+SHOWN = ("mask_color", "mask_opacity", "brush_size", "brush_hardness", "live_preview", "device", "runtime",
+         "fast_decode")
+
+RUNTIME_CHOICES = (
+    ("auto", "Automatic (fastest for this computer)"),
+    ("torch", "PyTorch"),
+    ("openvino", "OpenVINO"),
+)
+RUNTIME_TIP = ("Which library runs Stable Diffusion models on the CPU. Automatic times each one on the first use "
+               "of a model (about a minute, once) and keeps the fastest whose pictures match. The built-in model "
+               "always runs on ONNX Runtime.")
+NO_OPENVINO = "OpenVINO is not installed here (pip install openvino), so models run on PyTorch."
+FAST_DECODE_TEXT = "Decode finals with the tiny decoder"
+FAST_DECODE_TIP = ("Decode finals with the tiny decoder: about 10x faster on a CPU, slightly softer; Refine a "
+                   "result in the History to decode it in full. Models without a tiny decoder (a vae_tiny folder, "
+                   "or taesd in the models folder) always decode in full.")
 
 
 def ask_color(parent: QWidget, current: QColor) -> QColor | None:
@@ -43,12 +59,25 @@ def ask_color(parent: QWidget, current: QColor) -> QColor | None:
     return color if color.isValid() else None
 
 
+def openvino_available() -> bool:
+    """Whether OpenVINO can be chosen (a find_spec, nothing imported). Tests replace this function."""
+    return runtimes.openvino_available()
+
+
+def forget_runtime_choices() -> None:
+    """Forget which runtime each model was measured fastest on. Tests replace this function."""
+    runtimes.Choices().forget()
+
+
 def open_folder(path: str) -> bool:
     """Show a folder in the file manager. Tests replace this function."""
     return QDesktopServices.openUrl(QUrl.fromLocalFile(path))
 
 
 class PreferencesDialog(QDialog):
+    # The measured runtime choices were forgotten (the Model panel shows "chosen on first use" again).
+    runtime_choices_forgotten = Signal()
+
     def __init__(self, settings: Settings, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("PreferencesDialog")
@@ -116,6 +145,39 @@ class PreferencesDialog(QDialog):
                                              self._show_device, lambda i: self.device_combo.itemData(i)))
         form.addRow("Device", self.device_combo)
 
+        self.runtime_combo = QComboBox()
+        for value, text in RUNTIME_CHOICES:
+            self.runtime_combo.addItem(text, value)
+        self.runtime_combo.setToolTip(RUNTIME_TIP)
+        if not openvino_available():
+            index = self.runtime_combo.findData("openvino")
+            item = self.runtime_combo.model().item(index)
+            item.setEnabled(False)
+            item.setText("OpenVINO (not installed)")
+            self.runtime_combo.setItemData(index, NO_OPENVINO, Qt.ItemDataRole.ToolTipRole)
+            self.runtime_combo.setToolTip(f"{RUNTIME_TIP}\n\n{NO_OPENVINO}")
+        self._bindings.append(SettingBinding(s, "runtime", self.runtime_combo, self.runtime_combo.currentIndexChanged,
+                                             self._show_runtime, lambda i: self.runtime_combo.itemData(i)))
+        form.addRow("Runtime", self.runtime_combo)
+
+        self.forget_button = QPushButton("Forget measured speeds")
+        self.forget_button.setToolTip("Time the runtimes again: each model is measured anew the next time it "
+                                      "loads (about a minute, once). Models loaded now keep their runtime.")
+        self.forget_button.clicked.connect(self._forget_speeds)
+        self.forget_note = HintLabel("", wrap=True)
+        self.forget_note.hide()
+        form.addRow("", _row(self.forget_button, None))
+        form.addRow("", self.forget_note)
+
+        self.fast_decode_check = QCheckBox(FAST_DECODE_TEXT)
+        self.fast_decode_check.setToolTip(FAST_DECODE_TIP)
+        self._bindings.append(SettingBinding(s, "fast_decode", self.fast_decode_check, self.fast_decode_check.toggled,
+                                             self.fast_decode_check.setChecked))
+        form.addRow("Fast decode", self.fast_decode_check)
+        self.fast_decode_hint = HintLabel("About 10x faster on a CPU, slightly softer. Refine a result in the "
+                                          "History to decode it in full.", wrap=True)
+        form.addRow("", self.fast_decode_hint)
+
         folder = str(store.models_dir())
         self.folder_label = HintLabel(folder, wrap=True)
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -175,7 +237,17 @@ class PreferencesDialog(QDialog):
         index = self.device_combo.findData(value)
         self.device_combo.setCurrentIndex(index if index >= 0 else 0)
 
+    def _show_runtime(self, value: str) -> None:
+        index = self.runtime_combo.findData(value)
+        self.runtime_combo.setCurrentIndex(index if index >= 0 else 0)
+
     # ------------------------------------------------------------------ actions
+
+    def _forget_speeds(self) -> None:
+        forget_runtime_choices()
+        self.forget_note.setText("Forgotten: each model is timed again the next time it loads.")
+        self.forget_note.show()
+        self.runtime_choices_forgotten.emit()
 
     def _pick_color(self) -> None:
         color = ask_color(self, QColor(self.settings.mask_color))

@@ -89,3 +89,51 @@ def test_open_models_folder_creates_it_first(dialog, monkeypatch, qtbot, tmp_pat
     from inference.models import store
 
     assert opened == [str(store.models_dir())] and store.models_dir().is_dir()
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_runtime_and_fast_decode(qtbot, settings, monkeypatch, installed):
+    monkeypatch.setattr(prefs, "openvino_available", lambda: installed)
+    d = PreferencesDialog(settings)
+    qtbot.addWidget(d)
+    combo = d.runtime_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["auto", "torch", "openvino"]
+    assert combo.currentText() == "Automatic (fastest for this computer)"
+    openvino = combo.model().item(combo.findData("openvino"))
+    assert openvino.isEnabled() is installed
+    if not installed:  # greyed, saying why
+        assert "not installed" in openvino.text() and "not installed" in combo.toolTip()
+        assert "not installed" in combo.itemData(combo.findData("openvino"), Qt.ItemDataRole.ToolTipRole)
+    combo.setCurrentIndex(combo.findData("torch"))
+    assert settings.runtime == "torch"
+    settings.runtime = "auto"
+    assert combo.currentData() == "auto"
+
+    assert not d.fast_decode_check.isChecked()
+    assert "10x faster" in d.fast_decode_check.toolTip() and "Refine" in d.fast_decode_check.toolTip()
+    d.fast_decode_check.setChecked(True)
+    assert settings.fast_decode is True
+    settings.fast_decode = False
+    assert not d.fast_decode_check.isChecked()
+
+    settings.runtime, settings.fast_decode = "torch", True
+    d.restore_defaults()
+    assert (settings.runtime, settings.fast_decode) == ("auto", False)
+
+
+def test_forget_measured_speeds(dialog, monkeypatch, qtbot):
+    forgotten = []
+    monkeypatch.setattr(prefs, "forget_runtime_choices", lambda: forgotten.append(True))
+    with qtbot.waitSignal(dialog.runtime_choices_forgotten, timeout=1000):
+        qtbot.mouseClick(dialog.forget_button, Qt.MouseButton.LeftButton)
+    assert forgotten == [True] and dialog.forget_note.isVisible() and "timed again" in dialog.forget_note.text()
+
+
+def test_forget_runtime_choices_removes_the_remembered_ones(tmp_path, monkeypatch):
+    from inference import runtimes
+
+    monkeypatch.setenv("QUICKBRUSH_CACHE_DIR", str(tmp_path))
+    runtimes.Choices().put("k", runtimes.Choice("openvino", "bfloat16"))
+    assert runtimes.Choices().get("k") is not None
+    prefs.forget_runtime_choices()
+    assert runtimes.Choices().get("k") is None
