@@ -33,6 +33,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 # The networks swapped, by pipeline attribute; the VAE's are its submodules.
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16"}  # int8: the rest of the graph in bf16
-IR_FORMAT = 1  # bump when what this module writes into the IR folder changes
+IR_FORMAT = 2  # bump when what this module writes into the IR folder changes
 
 
 def available() -> bool:
@@ -66,18 +67,26 @@ _CORE = None
 
 
 def core() -> Any:
-    """One OpenVINO Core per process, with the compile cache switched on."""
+    """One OpenVINO Core per process."""
     global _CORE
     if _CORE is None:
         import openvino
 
-        from inference.files import cache_dir
-
         _CORE = openvino.Core()
-        compiled = cache_dir() / "openvino" / "compiled"
-        compiled.mkdir(parents=True, exist_ok=True)
-        _CORE.set_property({"CACHE_DIR": str(compiled)})
     return _CORE
+
+
+def compile_properties(precision: str) -> dict[str, Any]:
+    """What every compile asks for: the precision, latency (one image at a time) and the compile
+    cache. One cache folder per precision: with a single folder, OpenVINO 2026.4 read a blob
+    compiled in f32 back for a bf16 compile of the same model, and that UNet drew another
+    picture (relative error about 1; tests/inference/test_runtimes.py would catch it)."""
+    from inference.files import cache_dir
+
+    hint = PRECISIONS[precision]
+    folder = cache_dir() / "openvino" / "compiled" / f"{precision}-{hint}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(folder)}
 
 
 def ir_key(sha: str | None, ref: ModelRef) -> str:
@@ -150,8 +159,8 @@ def make_module(kind: str, ir: Path, precision: str, config: Any = None, extras:
                     self._model = core().read_model(str(self.ir))
                 model = self._model.clone()
                 model.reshape({i: list(shape) for i, shape in enumerate(shapes)})
-                properties = {"INFERENCE_PRECISION_HINT": PRECISIONS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
-                self._compiled[shapes] = core().compile_model(model, "CPU", properties).create_infer_request()
+                self._compiled[shapes] = core().compile_model(model, "CPU", compile_properties(self.precision)
+                                                              ).create_infer_request()
                 self.compile_seconds += time.perf_counter() - started
                 log.info("compiled %s for %s in %.1f s", self.kind, shapes, time.perf_counter() - started)
             return self._compiled[shapes]
@@ -179,10 +188,6 @@ def make_module(kind: str, ir: Path, precision: str, config: Any = None, extras:
 
 def _unet_forward(module, sample, timestep, encoder_hidden_states, timestep_cond=None, added_cond_kwargs=None,
                   return_dict=False, **_ignored):
-    import torch
-
-    batch = sample.shape[0]
-    timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(batch)
     arrays = [sample, timestep, encoder_hidden_states]
     if module.config.get("time_cond_proj_dim"):
         if timestep_cond is None:  # the pipelines always pass it for such UNets (LCM)
@@ -190,8 +195,32 @@ def _unet_forward(module, sample, timestep, encoder_hidden_states, timestep_cond
         arrays.append(timestep_cond)
     if module.config.get("addition_embed_type") == "text_time":
         arrays += [added_cond_kwargs["text_embeds"], added_cond_kwargs["time_ids"]]
-    (noise,) = module.infer(*arrays)
+    (noise,) = module.infer(*project_times(module.config, arrays))
     return (noise,)
+
+
+def project_times(config: Any, arrays: list[Any]) -> list[Any]:
+    """The UNet's inputs with its sinusoidal time projections done here, in float32.
+
+    In bf16 a timestep of 999 rounds to 1000 and the sines of the projection lose all meaning
+    (the output of a bf16 UNet fed raw timesteps was another picture: relative error about 1),
+    so the IR takes the projections as inputs (`_traceable` cuts them out) and they are
+    computed in float32 outside it. SDXL's size conditioning (time_ids) is projected the same way.
+    """
+    import torch
+    from diffusers.models.embeddings import Timesteps
+
+    sample, timestep = arrays[0], arrays[1]
+    batch = sample.shape[0]
+    timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(batch)
+    channels = config.block_out_channels[0]
+    projected = list(arrays)
+    projected[1] = Timesteps(channels, config.flip_sin_to_cos, config.freq_shift)(timestep).float()
+    if config.get("addition_embed_type") == "text_time":
+        add = Timesteps(config.addition_time_embed_dim, config.flip_sin_to_cos, config.freq_shift)
+        time_ids = projected[-1]
+        projected[-1] = add(time_ids.flatten().float()).reshape(time_ids.shape[0], -1).float()
+    return projected
 
 
 def _text_forward(module, input_ids, attention_mask=None, output_hidden_states=None, **_ignored):
@@ -235,6 +264,9 @@ def _traceable(kind: str, network: Any, config: Any) -> Any:
     import torch
 
     class UNet(torch.nn.Module):
+        """Takes the time projections as inputs (see project_times): its own are cut out while
+        tracing, by `_without_time_projections`."""
+
         def __init__(self):
             super().__init__()
             self.net = network
@@ -265,6 +297,28 @@ def _traceable(kind: str, network: Any, config: Any) -> Any:
     return network
 
 
+class _without_time_projections:
+    """While tracing, the UNet's time projections pass their (already projected) inputs through."""
+
+    def __init__(self, unet: Any):
+        self.unet = unet
+
+    def __enter__(self):
+        import torch
+
+        self.saved = self.unet.__dict__.get("get_time_embed"), getattr(self.unet, "add_time_proj", None)
+        self.unet.get_time_embed = lambda sample, timestep: timestep.to(sample.dtype)
+        if self.saved[1] is not None:
+            self.unet.add_time_proj = torch.nn.Identity()
+        return self
+
+    def __exit__(self, *exc):
+        del self.unet.get_time_embed
+        if self.saved[1] is not None:
+            self.unet.add_time_proj = self.saved[1]
+        return False
+
+
 def convert(pipe: Any, folder: Path, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Trace the pipeline's networks into OpenVINO IR under `folder` (written whole or not at
     all: a half-written folder from a killed conversion is never read). Returns the metadata."""
@@ -284,7 +338,7 @@ def convert(pipe: Any, folder: Path, on_stage: Callable[[str], None] | None = No
         if encoder is not None:
             jobs.append((name, encoder, [torch.ones(1, pipe.tokenizer.model_max_length, dtype=torch.int64)]))
     unet_inputs, _names = _example_unet_inputs(pipe.unet)
-    jobs.append(("unet", pipe.unet, unet_inputs))
+    jobs.append(("unet", pipe.unet, project_times(pipe.unet.config, unet_inputs)))
     jobs.append(("vae_encoder", vae.encoder, [torch.randn(1, vae.config.in_channels, 8 * scale, 8 * scale)]))
     jobs.append(("vae_decoder", vae.decoder, [torch.randn(1, latent, 8, 8)]))
     try:
@@ -293,7 +347,9 @@ def convert(pipe: Any, folder: Path, on_stage: Callable[[str], None] | None = No
                 on_stage(f"converting the {name.replace('_', ' ')} for OpenVINO")
             started = time.perf_counter()
             config = getattr(network, "config", None)
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings(), _cut(name, network):
+                # Tracing warns about every shape check it freezes; the shapes are made static anyway.
+                warnings.simplefilter("ignore")
                 model = openvino.convert_model(_traceable(name, network, config), example_input=tuple(example))
             openvino.save_model(model, str(tmp / f"{name}.xml"))  # weights compressed to fp16 on disk
             del model
@@ -308,6 +364,12 @@ def convert(pipe: Any, folder: Path, on_stage: Callable[[str], None] | None = No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def _cut(name: str, network: Any) -> Any:
+    import contextlib
+
+    return _without_time_projections(network) if name == "unet" else contextlib.nullcontext()
 
 
 def _save_configs(pipe: Any, folder: Path) -> None:
@@ -438,7 +500,8 @@ def _tiny_on_openvino(loaded: sd.Loaded, located: Located, precision: str,
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         channels = loaded.tiny_decoder.config.latent_channels
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             model = openvino.convert_model(loaded.tiny_decoder.decoder, example_input=(torch.randn(1, channels, 8, 8),))
         openvino.save_model(model, str(tmp / "decoder.xml"))
         shutil.rmtree(folder, ignore_errors=True)
