@@ -6,6 +6,11 @@ results were applied (the ApplyResult commands tell it, so undo and redo keep it
 were not, and whether it changed since the document was last saved. It travels with its
 Document (`Document.history`) and is saved with it (`records()` / `load_records()`).
 
+A Refine's result (the same picture decoded again by the model's full decoder) becomes an entry
+of the job it refines, decoded in full (which is what its recipe says and what reproduces it),
+marked `refined` in its model_info so the panel can say so. The latents a Refine needs live in
+the Result only, in memory: they are not saved with the document.
+
 An entry's recipe is its Job (minus pixels); a file keeps it as `entry_to_dict(entry)` or, in
 an .ora, as `entry_to_record(entry)` (the Job itself, so its input images are saved and Re-run
 works after reopening); `entry_from_dict` rebuilds either.
@@ -24,7 +29,7 @@ from PIL import Image
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from inference.jobs import BadInput, Job, Result, Target, random_seed
+from inference.jobs import BadInput, Job, Refine, Result, Target, random_seed
 from inference.metadata import format_parameters, recipe_payload
 
 _THUMB_STORED = 192  # stored pixels: sharp on 2x screens
@@ -80,7 +85,26 @@ class HistoryEntry:
 
     @property
     def mode_label(self) -> str:
-        return MODE_LABELS.get(self.mode, self.mode.capitalize())
+        label = MODE_LABELS.get(self.mode, self.mode.capitalize())
+        return f"{label} · refined" if self.refined else label
+
+    @property
+    def refined(self) -> bool:
+        """Whether this is a Refine's result: a fast-decoded one, decoded again in full."""
+        return bool(self.result.model_info.get("refined"))
+
+    @property
+    def can_refine(self) -> bool:
+        """Whether Refine can decode this result again in full: it was decoded by the tiny
+        decoder in this session (its latents are kept in memory only, never in a file)."""
+        return self.result.latents is not None
+
+    def refine_job(self) -> Refine:
+        """The Refine of this result: same picture, the model's full decoder, same place."""
+        if not self.can_refine:
+            raise BadInput("Only a result decoded with Fast decode in this session can be refined (its latents "
+                           "are kept in memory, not in the saved document).")
+        return Refine.of(self.job.replace(target=self.target), self.result.latents)
 
     @property
     def prompt(self) -> str:
@@ -177,6 +201,8 @@ class History(QObject):
         """Add a finished result (failed or cancelled ones are not history: returns None)."""
         if not result.ok:
             return None
+        if isinstance(result.job, Refine):
+            result = refined_result(result)
         return self.add(HistoryEntry(result, thumbnail=make_thumbnail(result.image)))
 
     def add(self, entry: HistoryEntry) -> HistoryEntry:
@@ -254,6 +280,16 @@ class History(QObject):
         self.reset.emit()
         self.changed.emit()
         return entries
+
+
+def refined_result(result: Result) -> Result:
+    """A Refine's Result as the History keeps it: the refined job decoded in full (its recipe,
+    with its input images and its target), marked "refined" in model_info (saved with it)."""
+    refine = result.job
+    assert isinstance(refine, Refine)
+    job = refine.source.replace(decoder="full", target=refine.target or refine.source.target)
+    return Result(result.job_id, job, image=result.image, timings=result.timings, error=result.error,
+                  model_info={**dict(result.model_info), "refined": True})
 
 
 # --------------------------------------------------------------------------- serialisation

@@ -332,6 +332,7 @@ class MainWindow(QMainWindow):
         self.history.preview_cleared.connect(lambda: self.canvas.set_preview(None))
         self.history.apply_requested.connect(lambda entry, new_layer: self._guarded(self._apply, entry, new_layer))
         self.history.rerun_requested.connect(lambda entry: self._guarded(self._rerun, entry))
+        self.history.refine_requested.connect(lambda entry: self._guarded(self._refine, entry))
 
         b = self.bridge
         b.started.connect(self._on_started)
@@ -628,6 +629,10 @@ class MainWindow(QMainWindow):
     def _rerun(self, entry: Any) -> None:
         self.bridge.submit(entry.job_with_new_seed())
 
+    def _refine(self, entry: Any) -> None:
+        """Decode a fast-decoded result again in full; the refined one lands where it did."""
+        self.bridge.submit(entry.refine_job())
+
     def _on_started(self, job_id: int, job: Any) -> None:
         self._job_started_at[job_id] = time.monotonic()
         # "loading model…" comes with the engine's load progress, only when it really loads.
@@ -639,10 +644,17 @@ class MainWindow(QMainWindow):
         self.progress_bar.show()
 
     def _on_progress(self, update: Progress) -> None:
-        if update.stage == "load":
+        if update.stage in ("load", "prepare"):
             running = self.bridge.running()
             kind = running[1].kind.capitalize() if running is not None else "Job"
-            self.worker_label.setText(f"{kind}: loading model…")
+            if update.stage == "load":
+                self.worker_label.setText(f"{kind}: loading model…")
+            else:
+                # The first use of a model here converts and times it (a minute, once): say so,
+                # or the busy bar looks frozen.
+                text = update.text or "preparing the model"
+                self.worker_label.setText(f"{text[0].upper()}{text[1:]}…")
+                self.models.set_status("Preparing the model for this computer (once)…")
             self.progress_bar.setRange(0, 0)
             return
         self.progress_bar.setRange(0, update.total)
@@ -664,6 +676,7 @@ class MainWindow(QMainWindow):
             total = result.timings.get("total", 0.0)
             self.worker_label.setText(f"Done in {total:.1f} s")
             self.models.set_status(f"{result.model_info.get('device', '')} · {result.model_info.get('preset', '')}")
+            self.models.note_result(result)
             entry = self.history.add_result(result)
             if entry is not None:
                 self.history.select(entry)
@@ -742,6 +755,7 @@ class MainWindow(QMainWindow):
             from editor.preferences import PreferencesDialog
 
             self._preferences = PreferencesDialog(self.settings, self)
+            self._preferences.runtime_choices_forgotten.connect(self.models.forget_measured)
         self._preferences.show()
         self._preferences.raise_()
         self._preferences.activateWindow()

@@ -52,6 +52,11 @@ from inference.jobs import Result, Target
 
 RECIPE_MIME = "application/x-quickbrush-recipe+json"
 THUMB = 96  # logical pixels on screen
+REFINE_ON = ("Decode this result again with the model's full decoder: the same picture, sharper, as a new "
+             "result that lands where this one does. (What it needs is kept in memory only: results of a "
+             "reopened document cannot be refined.)")
+REFINE_OFF = ("Refine decodes a Fast decode result (Preferences) again in full. Only results made with Fast "
+              "decode in this session can be refined: what it needs is kept in memory, not in saved documents.")
 
 # --------------------------------------------------------------------------- model and view
 
@@ -156,6 +161,10 @@ def _tooltip(entry: HistoryEntry) -> str:
                  + (f" · guidance {job.guidance:g}" if job.guidance is not None else ""))
     if entry.image is not None:
         lines.append(f"{entry.image.width} × {entry.image.height} px")
+    if entry.can_refine:
+        lines.append("Fast decode (tiny decoder): Refine decodes it in full")
+    elif entry.refined:
+        lines.append("Refined: a Fast decode result decoded again in full")
     return "<br>".join(lines)
 
 
@@ -306,6 +315,7 @@ class HistoryPanel(QWidget):
     apply_requested(entry, as_new_layer): put it on the document.
     discarded(entry): it was removed from the history.
     rerun_requested(entry): run its recipe again with a new seed (`entry.job_with_new_seed()`).
+    refine_requested(entry): decode a fast-decoded result again in full (`entry.refine_job()`).
     """
 
     preview_requested = Signal(object)
@@ -313,6 +323,7 @@ class HistoryPanel(QWidget):
     apply_requested = Signal(object, bool)
     discarded = Signal(object)
     rerun_requested = Signal(object)
+    refine_requested = Signal(object)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -334,6 +345,8 @@ class HistoryPanel(QWidget):
         self.apply_layer_action.setToolTip("Apply as a new layer above the active one")
         self.rerun_action = QAction("Re-run", self)
         self.rerun_action.setToolTip("Run the same recipe again with a new seed")
+        self.refine_action = QAction("Refine", self)
+        self.refine_action.setToolTip(REFINE_OFF)
         self.copy_action = QAction("Copy recipe", self)
         self.copy_action.setToolTip("Copy the recipe: A1111 parameters as text, exact JSON for Quickbrush")
         self.discard_action = QAction("Discard", self)
@@ -347,7 +360,7 @@ class HistoryPanel(QWidget):
         grid.setSpacing(6)
         buttons = []
         for i, action in enumerate((self.apply_action, self.apply_layer_action, self.rerun_action,
-                                    self.copy_action, self.discard_action)):
+                                    self.refine_action, self.copy_action, self.discard_action)):
             button = QToolButton()
             button.setDefaultAction(action)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
@@ -355,11 +368,12 @@ class HistoryPanel(QWidget):
             button.setMinimumHeight(28)
             buttons.append(button)
         # Apply and As new layer on top (the common pair); the rest below.
-        grid.addWidget(buttons[0], 0, 0, 1, 3)
-        grid.addWidget(buttons[1], 0, 3, 1, 3)
-        grid.addWidget(buttons[2], 1, 0, 1, 2)
-        grid.addWidget(buttons[3], 1, 2, 1, 2)
-        grid.addWidget(buttons[4], 1, 4, 1, 2)
+        grid.addWidget(buttons[0], 0, 0, 1, 2)
+        grid.addWidget(buttons[1], 0, 2, 1, 2)
+        grid.addWidget(buttons[2], 1, 0)
+        grid.addWidget(buttons[3], 1, 1)
+        grid.addWidget(buttons[4], 1, 2)
+        grid.addWidget(buttons[5], 1, 3)
         self.buttons = buttons
 
         layout = QVBoxLayout(self)
@@ -372,6 +386,7 @@ class HistoryPanel(QWidget):
         self.apply_layer_action.triggered.connect(lambda: self._emit_apply(True))
         self.discard_action.triggered.connect(self._discard_current)
         self.rerun_action.triggered.connect(self._rerun_current)
+        self.refine_action.triggered.connect(self._refine_current)
         self.copy_action.triggered.connect(self._copy_current)
         self.view.selectionModel().currentChanged.connect(self._current_changed)
         self.view.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
@@ -401,7 +416,8 @@ class HistoryPanel(QWidget):
             if isinstance(box, QRect):
                 box = (box.x(), box.y(), box.x() + box.width(), box.y() + box.height())
             result = Result(result.job_id, result.job.replace(target=Target(tuple(box))), image=result.image,
-                            timings=result.timings, error=result.error, model_info=result.model_info)
+                            timings=result.timings, error=result.error, model_info=result.model_info,
+                            latents=result.latents)
         entry = self.history.add_result(result)
         self._update_actions()
         return entry
@@ -482,10 +498,19 @@ class HistoryPanel(QWidget):
             self.preview_cleared.emit()
 
     def _update_actions(self) -> None:
-        has = self.current() is not None
+        current = self.current()
+        has = current is not None
         for action in (self.apply_action, self.apply_layer_action, self.rerun_action, self.copy_action,
                        self.discard_action):
             action.setEnabled(has)
+        refinable = has and current.can_refine
+        self.refine_action.setEnabled(refinable)
+        if refinable:
+            self.refine_action.setToolTip(REFINE_ON)
+        elif has and current.refined:
+            self.refine_action.setToolTip("This result is the refined one: it was decoded in full already.")
+        else:
+            self.refine_action.setToolTip(REFINE_OFF)
 
     def _emit_apply(self, as_new_layer: bool) -> None:
         entry = self.current()
@@ -502,6 +527,11 @@ class HistoryPanel(QWidget):
         if entry is not None:
             self.rerun_requested.emit(entry)
 
+    def _refine_current(self) -> None:
+        entry = self.current()
+        if entry is not None and entry.can_refine:
+            self.refine_requested.emit(entry)
+
     def _copy_current(self) -> None:
         entry = self.current()
         if entry is not None:
@@ -517,6 +547,7 @@ class HistoryPanel(QWidget):
         menu.addAction(self.apply_layer_action)
         menu.addSeparator()
         menu.addAction(self.rerun_action)
+        menu.addAction(self.refine_action)
         menu.addAction(self.copy_action)
         menu.addSeparator()
         menu.addAction(self.discard_action)

@@ -1,5 +1,9 @@
 """The Model panel: which installed model and which device, bound to settings.model/device.
 
+It also says which path the model runs on and how fast ("OpenVINO bf16 · 1.3 s an image"):
+measured from the last finished job on that model (`note_result`), or, before any, the path
+remembered for this computer (inference.runtimes, read without loading anything).
+
 The model list comes from `inference.models.store.list_models()`; "Browse…" picks a diffusers
 folder (by its model_index.json) or a single checkpoint file through `choose_model_path`, a
 module-level function tests replace. Which devices exist is asked of PyTorch, whose import takes
@@ -19,6 +23,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -27,7 +32,8 @@ from PySide6.QtWidgets import (
 
 from editor.panels._common import HintLabel, SettingBinding
 from editor.settings import Settings
-from inference.jobs import ModelRef
+from inference import runtimes
+from inference.jobs import ModelRef, Refine, Result
 from inference.models import store
 from inference.models.store import ModelInfo
 
@@ -72,6 +78,60 @@ def available_devices() -> list[str]:
     return found
 
 
+def image_seconds(timings: dict) -> float | None:
+    """Seconds one image took on its path: the job's parts (encoding, denoising, decoding,
+    compositing), so neither loading the model nor a first use's conversion and timing (which
+    the total holds too) count; the total less loading where no parts were reported."""
+    parts = [float(v) for k, v in timings.items() if k not in ("load", "total", "prepare")]
+    if parts and sum(parts) > 0:
+        return sum(parts)
+    total = timings.get("total")
+    if total is None:
+        return None
+    return max(0.0, float(total) - float(timings.get("load", 0.0)) - float(timings.get("prepare", 0.0)))
+
+
+def speed_text(seconds: float) -> str:
+    """"1.3 s an image", or in milliseconds below a tenth of a second (as inference.runtimes.label)."""
+    return f"{seconds:.1f} s an image" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms an image"
+
+
+FIRST_USE = "chosen on first use (timed once, about a minute)"
+
+
+def remembered_runtime(source: str, settings: Settings) -> str:
+    """What the Runtime row says before any job on `source`: the built-in model's own runtime,
+    the one chosen in Preferences, or the path measured fastest here before. Cheap: a folder's
+    fingerprint (configs and file sizes) is all it reads; a single file would need hashing and
+    a repo id a look into the Hub's cache, so those say "chosen on first use"."""
+    from inference.backends import serving
+
+    backend_name = serving(source)
+    if backend_name == "builtin":
+        return runtimes.label("onnxruntime", "float32")
+    if backend_name is None:
+        return ""
+    if settings.runtime == "torch":
+        return "PyTorch (chosen in Preferences)"
+    if settings.runtime == "openvino":
+        if not runtimes.openvino_available():
+            return "OpenVINO is not installed (see Preferences)"
+        return "OpenVINO (chosen in Preferences)"
+    if settings.device not in ("auto", "cpu", "") or not runtimes.openvino_available():
+        return "PyTorch"
+    try:
+        from inference.backends.openvino_backend import fingerprint_of
+        from inference.models.store import locate
+
+        located = locate(source)
+        if located.kind != "folder":
+            return FIRST_USE
+        choice = runtimes.Choices().get(runtimes.choice_key(fingerprint_of(located), source, (), "cpu"))
+    except Exception:  # an unreadable folder: the job will say what is wrong with it
+        return FIRST_USE
+    return FIRST_USE if choice is None else f"{choice.label} (measured fastest here)"
+
+
 def _default_source(models: list[ModelInfo]) -> str:
     """What store.default_model() would say, from an already scanned list."""
     for info in models:
@@ -99,6 +159,8 @@ class ModelPanel(QWidget):
         self.settings = settings
         self._models: list[ModelInfo] = []
         self._devices: list[str] | None = None  # None: not asked yet
+        # (source, runtime setting) -> what the last finished job on it measured.
+        self._measured: dict[tuple[str, str], str] = {}
         self._build()
         self.refresh()
         self._device_binding = SettingBinding(settings, "device", self.device_combo,
@@ -108,6 +170,8 @@ class ModelPanel(QWidget):
                                              self._show_model, self._model_chosen)
         if "torch" in sys.modules:  # already paid for: ask now
             self.refresh_devices(probe=True)
+        settings.runtime_changed.connect(lambda _value: self.refresh_runtime())
+        settings.device_changed.connect(lambda _value: self.refresh_runtime())
 
     # ------------------------------------------------------------------ layout
 
@@ -141,6 +205,14 @@ class ModelPanel(QWidget):
         self.device_combo = _DeviceCombo()
         self.device_combo.setToolTip("Where the model runs. Auto picks a GPU when there is one.")
         form.addRow("Device", self.device_combo)
+
+        self.runtime_label = QLabel()  # a value, not a hint: the path the model runs on
+        self.runtime_label.setWordWrap(True)
+        self.runtime_label.setObjectName("runtime_label")
+        self.runtime_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.runtime_label.setToolTip("The runtime and precision the model runs on, and the time one image took "
+                                      "on it (without loading). Preferences chooses the runtime.")
+        form.addRow("Runtime", self.runtime_label)
         layout.addLayout(form)
 
         self.status_label = HintLabel("Not loaded yet: the first job loads it.")
@@ -206,6 +278,7 @@ class ModelPanel(QWidget):
         self.source_label.setToolTip(effective)
         if info is not None:
             combo.setToolTip(f"{info.name}: {TASK_LABELS.get(info.task, info.task)}\n{info.source}")
+        self.refresh_runtime()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)
@@ -237,6 +310,38 @@ class ModelPanel(QWidget):
 
     def status(self) -> str:
         return self.status_label.text()
+
+    # ------------------------------------------------------------------ runtime
+
+    def note_result(self, result: Result) -> None:
+        """Remember the path and speed a finished job measured, for its model (a Refine only
+        decodes again: it says nothing about the speed of an image)."""
+        info = result.model_info or {}
+        if not result.ok or isinstance(result.job, Refine) or not info.get("path"):
+            return
+        job = result.job
+        text = str(info["path"])
+        seconds = image_seconds(dict(result.timings or {}))
+        if seconds is not None:
+            text += f" · {speed_text(seconds)}"
+        self._measured[(job.model.source, job.runtime or "auto")] = text
+        self.refresh_runtime()
+
+    def refresh_runtime(self) -> None:
+        """Show the path of the model jobs use now: measured, remembered, or to be chosen."""
+        source = self.effective_model()
+        text = self._measured.get((source, self.settings.runtime or "auto"))
+        if text is None:
+            text = remembered_runtime(source, self.settings)
+        self.runtime_label.setText(text)
+
+    def forget_measured(self) -> None:
+        """The runtime choices were forgotten (Preferences): say what the next load will do."""
+        self._measured.clear()
+        self.refresh_runtime()
+
+    def runtime_text(self) -> str:
+        return self.runtime_label.text()
 
     # ------------------------------------------------------------------ devices
 

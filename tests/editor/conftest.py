@@ -34,3 +34,20 @@ def make_window(qtbot, tmp_path):
     for window in made:
         window.autosave.shutdown(remove=False)
         window.bridge.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_fast(tiny_sd, tmp_path_factory):
+    """A copy of `tiny_sd` with a tiny decoder of its own (`vae_tiny/`, as TAESD sits beside a
+    model), so Fast decode and Refine have something to work with. The shared fixture folder is
+    left as it is."""
+    import shutil
+
+    from diffusers import AutoencoderTiny
+
+    folder = tmp_path_factory.mktemp("tiny_sd_fast") / "tiny-sd-fast"
+    shutil.copytree(tiny_sd, folder)
+    # Two blocks: it upsamples by 2, as the tiny VAE of tiny_sd does, so both decoders give 64 px.
+    AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8), num_encoder_blocks=(1, 1),
+                    num_decoder_blocks=(1, 1), latent_channels=4).save_pretrained(folder / "vae_tiny")
+    return folder

@@ -410,3 +410,55 @@ def test_a_failed_job_puts_the_model_status_back(qtbot, window):
     assert window.models.status() == "Running generate"
     window._on_finished(Result(1, job, error=BadInput("Nothing to edit.")))
     assert window.models.status() == "cpu · lcm" and window.worker_label.text() == "Failed"
+
+
+# --------------------------------------------------------------------------- issue 17: runtimes
+
+
+def test_a_first_use_preparation_says_what_it_does(qtbot, window):
+    from inference.jobs import Generate, Progress
+
+    job = Generate(prompt="x")
+    window._on_started(1, job)
+    window._on_progress(Progress(1, 0, 1, 2.0, stage="prepare", text="converting the model for OpenVINO (once)"))
+    assert window.worker_label.text() == "Converting the model for OpenVINO (once)…"
+    assert window.progress_bar.isVisible() and window.progress_bar.maximum() == 0, "busy, not a frozen bar"
+    assert "Preparing the model" in window.models.status()
+    window._on_progress(Progress(1, 1, 2, 2.5))
+    assert window.worker_label.text() == "Generating"
+
+
+@pytest.mark.slow
+def test_fast_decode_then_refine_lands_where_the_first_result_did(qtbot, ini, tiny_sd_fast):
+    settings = Settings(QSettings(ini, QSettings.Format.IniFormat))
+    settings.model, settings.steps, settings.prompt = str(tiny_sd_fast), 2, "a red apple"
+    settings.runtime, settings.fast_decode, settings.mode = "torch", True, "generate"
+    settings.seed, settings.seed_locked = 11, True
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        submitted = []
+        real_submit = win.bridge.submit
+        win.bridge.submit = lambda job: (submitted.append(job), real_submit(job))[1]
+        win.generate()
+        wait_for_results(qtbot, win, 1)
+        (fast,) = win.history.entries()
+        assert submitted[0].runtime == "torch" and submitted[0].decoder == "tiny"
+        assert fast.job.decoder == "tiny" and fast.can_refine
+        assert win.models.runtime_text().startswith("PyTorch fp32 · ") and "an image" in win.models.runtime_text()
+        win.history.select(fast)
+        assert win.history.refine_action.isEnabled()
+        win.history.refine_action.trigger()
+        wait_for_results(qtbot, win, 2)
+        refined = win.history.entries()[-1]
+        assert submitted[-1].kind == "refine" and submitted[-1].target == fast.target
+        assert refined.refined and refined.mode_label == "Generate · refined"
+        assert refined.target == fast.target and refined.image.size == fast.image.size
+        assert refined.job.decoder == "full" and refined.job.seed == fast.job.seed
+        assert not np.array_equal(np.asarray(refined.image), np.asarray(fast.image)), "decoded by the full VAE"
+        assert win.history.current() is refined and not win.history.refine_action.isEnabled()
+        win._apply(refined, as_new_layer=True)
+        assert win.document.history.is_applied(refined)
+    finally:
+        win.bridge.shutdown()

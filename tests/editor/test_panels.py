@@ -419,6 +419,57 @@ def test_history_saves_and_loads_with_the_document(history, qtbot, tmp_path, doc
     _doc.deleteLater()
 
 
+def test_refine_is_offered_only_for_a_fast_decoded_result_and_lands_where_it_did(history, qtbot, tmp_path, doc):
+    from editor.ora import load_ora, save_ora
+    from inference.jobs import Refine, Target
+
+    target = Target((10, 6, 42, 30), layer=3, fit="contain")
+    latents = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    fast = make_result(seed=5, decoder="tiny", target=target)
+    fast = Result(fast.job_id, fast.job, image=fast.image, timings=fast.timings, model_info=fast.model_info,
+                  latents=latents)
+    full = history.add_result(make_result(seed=6, job_id=2, target=target))
+    entry = history.add_result(fast)
+    history.select(full)
+    assert not history.refine_action.isEnabled() and "Fast decode" in history.refine_action.toolTip()
+    assert "in memory" in history.refine_action.toolTip(), "says why a reopened result cannot be refined"
+    history.select(entry)
+    assert history.refine_action.isEnabled() and entry.can_refine
+    assert "Refine decodes it in full" in history.model.index(0).data(Qt.ItemDataRole.ToolTipRole)
+
+    with qtbot.waitSignal(history.refine_requested, timeout=1000) as asked:
+        history.refine_action.trigger()
+    assert asked.args == [entry]
+    job = entry.refine_job()
+    assert isinstance(job, Refine) and job.latents is latents and job.decoder == "full"
+    assert job.target == entry.target == target and job.source == entry.job and job.seed == 5
+    with pytest.raises(BadInput):
+        full.refine_job()
+
+    # What the worker gives back for it: a Refine job, the same picture decoded in full.
+    resolved = job.replace(source=entry.job.replace(decoder="tiny"))
+    refined = history.add_result(Result(3, resolved, image=Image.new("RGB", (64, 64), (1, 2, 3)),
+                                        timings={"load": 0.0, "decode": 0.2, "total": 0.2},
+                                        model_info={"path": "PyTorch fp32"}))
+    assert refined.mode_label == "Generate · refined" and refined.refined
+    assert history.model.index(0).data() == "Generate · refined · seed 5"
+    assert refined.target == target and refined.box == target.box, "it lands exactly where the first did"
+    assert refined.job.kind == "generate" and refined.job.decoder == "full", "its recipe reproduces it"
+    assert refined.job_with_new_seed().kind == "generate"
+    history.select(refined)
+    assert not history.refine_action.isEnabled() and "decoded in full already" in history.refine_action.toolTip()
+
+    # Saved and reopened: still labelled refined; the fast one's latents stayed in memory only.
+    save_ora(tmp_path / "doc.ora", doc, history=history.records())
+    _doc, records = load_ora(tmp_path / "doc.ora")
+    loaded = HistoryPanel()
+    qtbot.addWidget(loaded)
+    back = loaded.load_records(records)
+    assert [e.mode_label for e in back] == ["Generate", "Generate", "Generate · refined"]
+    assert not any(e.can_refine for e in back)
+    _doc.deleteLater()
+
+
 # --------------------------------------------------------------------------- layers panel
 
 
@@ -562,6 +613,70 @@ def test_model_panel_lists_installed_models_and_gives_a_model_ref(qtbot, setting
     assert settings.model == info.source
     panel.set_status("Loaded on CPU in 0.4 s")
     assert panel.status() == "Loaded on CPU in 0.4 s"
+
+
+def test_model_dock_says_which_runtime_and_how_fast(qtbot, settings, models_folder, monkeypatch, tmp_path,
+                                                    tiny_builtin):
+    from inference import runtimes
+    from inference.backends.openvino_backend import fingerprint_of
+    from inference.jobs import Refine
+    from inference.models.store import locate
+
+    monkeypatch.setenv("QUICKBRUSH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(runtimes, "openvino_available", lambda: True)
+    panel = ModelPanel(settings)
+    qtbot.addWidget(panel)
+    source = panel.effective_model()
+    assert panel.runtime_text() == models_module.FIRST_USE, "nothing measured yet"
+
+    # A choice remembered from an earlier run shows before any job, read without loading.
+    key = runtimes.choice_key(fingerprint_of(locate(source)), source, (), "cpu")
+    runtimes.Choices().put(key, runtimes.Choice("openvino", "bfloat16"))
+    panel.refresh_runtime()
+    assert panel.runtime_text() == "OpenVINO bf16 (measured fastest here)"
+    settings.runtime = "torch"
+    assert panel.runtime_text() == "PyTorch (chosen in Preferences)"
+    settings.runtime = "auto"
+
+    # A finished job says what it ran on and how long an image took, loading left out.
+    job = Generate(prompt="x", model=ModelRef(source), seed=1)
+    info = {"runtime": "openvino", "dtype": "bfloat16", "path": "OpenVINO bf16", "device": "cpu"}
+    timings = {"load": 5.0, "encode": 0.1, "denoise": 1.0, "decode": 0.2, "total": 6.3}
+    panel.note_result(Result(1, job, image=Image.new("RGB", (8, 8)), timings=timings, model_info=info))
+    assert panel.runtime_text() == "OpenVINO bf16 · 1.3 s an image"
+    # A first use's conversion and timing are in the total, not in the image's time.
+    panel.note_result(Result(2, job, image=Image.new("RGB", (8, 8)), model_info=info,
+                             timings={"load": 2.0, "encode": 0.01, "denoise": 0.04, "total": 45.0}))
+    assert panel.runtime_text() == "OpenVINO bf16 · 50 ms an image"
+    # A Refine (a decode only), a failed job and another model's job leave it as it is.
+    refine = Refine.of(job, np.zeros((1, 4, 4, 4), np.float32))
+    panel.note_result(Result(3, refine, image=Image.new("RGB", (8, 8)), timings={"decode": 9.0, "total": 9.0},
+                             model_info=info))
+    panel.note_result(Result(4, job, error=BadInput("no")))
+    other = Generate(prompt="x", model=ModelRef(str(tiny_builtin)), seed=1)
+    panel.note_result(Result(5, other, image=Image.new("RGB", (8, 8)), timings={"total": 0.4, "load": 0.1},
+                             model_info={"runtime": "onnxruntime", "dtype": "float32", "path": "ONNX Runtime fp32"}))
+    assert panel.runtime_text() == "OpenVINO bf16 · 50 ms an image"
+
+    # The built-in model runs on ONNX Runtime, known before any job; then with its speed.
+    settings.model = str(tiny_builtin)
+    assert panel.runtime_text() == "ONNX Runtime fp32 · 0.3 s an image"
+    panel.forget_measured()
+    assert panel.runtime_text() == "ONNX Runtime fp32"
+    settings.model = source
+    assert panel.runtime_text() == "OpenVINO bf16 (measured fastest here)"
+    runtimes.Choices().forget()
+    panel.refresh_runtime()
+    assert panel.runtime_text() == models_module.FIRST_USE
+    monkeypatch.setattr(runtimes, "openvino_available", lambda: False)
+    panel.refresh_runtime()
+    assert panel.runtime_text() == "PyTorch", "without OpenVINO there is nothing to choose"
+
+
+def test_image_seconds_leaves_out_loading():
+    assert models_module.image_seconds({"load": 1.0, "total": 3.5}) == 2.5
+    assert models_module.image_seconds({"load": 1.0, "denoise": 0.5, "decode": 0.25, "total": 40.0}) == 0.75
+    assert models_module.image_seconds({}) is None
 
 
 # --------------------------------------------------------------------------- screenshots
