@@ -17,6 +17,7 @@ from typing import Sequence
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
+RUNTIMES = ("auto", "torch", "openvino")  # inference.runtimes.RUNTIMES, without importing it for --help
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -50,8 +51,25 @@ def _common(parser: argparse.ArgumentParser, image_kind: bool = True) -> None:
     parser.add_argument("--size", type=_size, metavar="WxH", help="output size" if not image_kind else
                         "output size (default: the input image's)")
     parser.add_argument("--device", help="auto, cpu, cuda or mps (default: auto)")
-    parser.add_argument("--dtype", help="auto, float32, float16 or bfloat16 (default: auto)")
+    parser.add_argument("--dtype", help="auto, float32, float16, bfloat16 or int8 (int8: OpenVINO only, its UNet "
+                        "quantised once; default: auto)")
+    _runtime_options(parser)
     parser.add_argument("-o", "--output", help="output PNG path (default: quickbrush-<kind>-<seed>.png)")
+
+
+def _runtime_options(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument("--runtime", choices=RUNTIMES, default=default,
+                        help="what runs a Stable Diffusion model: auto (the fastest for this computer, timed on "
+                        "a model's first use, about a minute, and remembered), torch or openvino"
+                        + (" (default: auto)" if default else " (default: the recipe's)"))
+    parser.add_argument("--fast-decode", action="store_true",
+                        help="decode with the model's tiny decoder (TAESD: a vae_tiny folder, or taesd in the "
+                        "models folder): about 10x faster on a CPU, slightly softer; without one, decode in full")
+
+
+def _runtime(value: str | None) -> str | None:
+    """A job's runtime from --runtime: None is the job's own "auto"."""
+    return None if value in (None, "auto") else value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", help="use another model than the recipe's")
     p.add_argument("--seed", type=int, help="use another seed than the recipe's")
     p.add_argument("--device", help="auto, cpu, cuda or mps")
+    _runtime_options(p, default=None)
     p.add_argument("-o", "--output")
 
     p = sub.add_parser("models", help="list models usable offline")
@@ -132,6 +151,7 @@ def _job_from_args(args: argparse.Namespace):
         prompt=getattr(args, "prompt", getattr(args, "instruction", "")), negative_prompt=args.negative,
         model=_model_ref(args), seed=args.seed, steps=args.steps, guidance=args.guidance, width=width,
         height=height, device=args.device, dtype=args.dtype, scheduler=args.scheduler,
+        runtime=_runtime(args.runtime), decoder="tiny" if args.fast_decode else None,
     )
     inputs: dict[str, str] = {}
     if args.command == "generate":
@@ -189,6 +209,10 @@ def _rerun_job(args: argparse.Namespace):
         changes["seed"] = args.seed
     if args.device:
         changes["device"] = args.device
+    if args.runtime is not None:
+        changes["runtime"] = _runtime(args.runtime)
+    if args.fast_decode:
+        changes["decoder"] = "tiny"
     return (job.replace(**changes) if changes else job), inputs
 
 
@@ -216,6 +240,9 @@ def _run(job, output: str | None, inputs: dict[str, str], verbose: bool, quiet: 
     bar = tqdm(total=job.steps or 1, desc=job.kind, unit="step", file=sys.stderr, leave=False, disable=quiet)
 
     def on_progress(progress) -> None:
+        if progress.stage == "prepare" and progress.text and not quiet:
+            # A model's first use here converts and times it (a minute, once): say what it does.
+            bar.write(f"{job.kind}: {_printable(progress.text)}…", file=sys.stderr)
         bar.total = progress.total
         bar.n = progress.step
         bar.refresh()
@@ -250,6 +277,8 @@ def _run(job, output: str | None, inputs: dict[str, str], verbose: bool, quiet: 
     times = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if v)
     print(f"{_printable(path)}  ({result.image.width}x{result.image.height}, seed {result.job.seed}, "
           f"{result.job.steps} steps; {times})")
+    if verbose and result.model_info.get("path"):
+        print(f"runtime: {result.model_info['path']}")
     return 0
 
 

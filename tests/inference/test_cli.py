@@ -280,3 +280,70 @@ def test_rerun_of_a_huge_one_line_parameters_chunk_is_one_line(tmp_path):
     path = write_recipe_png(tmp_path / "huge.png", parameters="a prompt\n" + "Steps: 4 " * 3_500_000)
     done = run_cli("-q", "rerun", str(path), timeout=120)
     assert_one_line_process_error(done, "huge.png", "too long")
+
+
+# --------------------------------------------------------------------------- runtimes (issue 17)
+
+
+@pytest.mark.parametrize("command", ["generate", "vary", "inpaint", "outpaint", "edit"])
+def test_runtime_and_fast_decode_reach_the_job(command, photo, mask):
+    from inference.cli import _job_from_args, build_parser
+
+    inputs = {"generate": ["x"], "vary": [photo, "x"], "inpaint": [photo, mask, "x"],
+              "outpaint": [photo, "x", "--all", "8"], "edit": [photo, "x"]}[command]
+    base = [command, *map(str, inputs), "-m", "builtin"]
+    job, _ = _job_from_args(build_parser().parse_args(base))
+    assert (job.runtime, job.decoder) == (None, None), "auto and a full decode by default"
+    job, _ = _job_from_args(build_parser().parse_args([*base, "--runtime", "openvino", "--fast-decode",
+                                                       "--dtype", "int8"]))
+    assert (job.runtime, job.decoder, job.dtype) == ("openvino", "tiny", "int8")
+    job, _ = _job_from_args(build_parser().parse_args([*base, "--runtime", "auto"]))
+    assert job.runtime is None
+
+
+def test_runtime_flags_are_documented_and_checked(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out = capsys.readouterr().out
+    assert "--runtime {auto,torch,openvino}" in out and "--fast-decode" in out and "int8" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "x", "--runtime", "onnx"])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_rerun_can_change_the_runtime(capsys, tmp_path, tiny_builtin):
+    from inference.cli import _rerun_job, build_parser
+
+    first = tmp_path / "first.png"
+    code, _, err = cli(capsys, "generate", "apple", "-m", tiny_builtin, "--seed", 3, "-o", first)
+    assert code == 0, err
+    job, _ = _rerun_job(build_parser().parse_args(["rerun", str(first)]))
+    assert job.runtime is None and job.decoder is None
+    job, _ = _rerun_job(build_parser().parse_args(["rerun", str(first), "--runtime", "torch", "--fast-decode"]))
+    assert (job.runtime, job.decoder, job.seed) == ("torch", "tiny", 3)
+
+
+def test_verbose_prints_the_path_and_a_first_use_says_what_it_prepares(capsys, tmp_path, tiny_builtin, monkeypatch):
+    code = main(["-v", "generate", "apple", "-m", str(tiny_builtin), "-o", str(tmp_path / "a.png")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "runtime: ONNX Runtime fp32" in out
+
+    from inference import engine
+    from inference.jobs import Progress
+
+    real = engine.Engine.run
+
+    def preparing(self, job_id, job, on_progress, cancelled):
+        on_progress(Progress(job_id, 0, 1, 0.5, stage="prepare", text="converting the unet for OpenVINO"))
+        on_progress(Progress(job_id, 0, 1, 0.9, stage="prepare", text="timing OpenVINO bf16"))
+        return real(self, job_id, job, on_progress, cancelled)
+
+    monkeypatch.setattr(engine.Engine, "run", preparing)
+    code = main(["generate", "apple", "-m", str(tiny_builtin), "-o", str(tmp_path / "b.png")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "generate: converting the unet for OpenVINO…" in err and "generate: timing OpenVINO bf16…" in err
+    assert "runtime:" not in out, "the path is a detail: -v prints it"
+    code = main(["-q", "generate", "apple", "-m", str(tiny_builtin), "-o", str(tmp_path / "c.png")])
+    assert code == 0 and "converting" not in capsys.readouterr().err, "-q: no progress"
