@@ -104,11 +104,10 @@ class Engine:
         same = [m for m in reversed(self._cache.values()) if self._key(m.ref, "", "") == base]
         for cached in same:
             name = cached.backend.name
-            if runtime not in (None, "auto"):
-                if _runtime_of(name) != runtime:
+            if name in _BACKEND_OF_RUNTIME.values():  # a model with a runtime choice
+                wanted = _BACKEND_OF_RUNTIME[runtime] if runtime not in (None, "auto") else self._auto.get(base)
+                if name != wanted:
                     continue
-            elif name != self._auto.get(base, "builtin"):
-                continue
             try:
                 key = self._key(ref, *cached.backend.placement(device, dtype), name)
             except JobError:
@@ -166,6 +165,11 @@ class Engine:
         offered = candidates(located)
         if not offered:
             return backend_for(located), None, None, None  # backend_for raises, saying why
+        if not any(b.name in _BACKEND_OF_RUNTIME.values() for b in offered):
+            # The built-in model: the runtime choice is about Stable Diffusion models, and a
+            # designer who set one in Preferences still gets the built-in model as it runs best.
+            chosen = offered[0]
+            return (chosen, *chosen.placement(device, dtype), None)
         if runtime not in (None, "auto"):
             named = [b for b in offered if _runtime_of(b.name) == runtime]
             if not named:
@@ -288,7 +292,8 @@ class Engine:
             "scheduler": scheduler or loaded.scheduler_class,
             "device": loaded.device,
             "dtype": dtype_name(loaded.dtype),
-            "runtime": _runtime_of(loaded_backend.name) if job.runtime not in (None, "auto") else job.runtime,
+            "runtime": (_runtime_of(loaded_backend.name) if job.runtime not in (None, "auto")
+                        and loaded_backend.name in _BACKEND_OF_RUNTIME.values() else None),
             "decoder": decoder if caps.tiny_decoder else None,
             "model": ModelRef(job.model.source, job.model.loras, job.model.config, job.model.preset, loaded.sha256),
         }

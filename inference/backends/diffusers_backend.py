@@ -220,7 +220,7 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
     if not hasattr(pipe, "unet"):
         raise ModelMissing(f"{ref.source} is a {type(pipe).__name__}, which Quickbrush cannot run yet.")
     loaded = finish_load(ref, pipe, device, torch_dtype, sha, started)
-    loaded.tiny_decoder = load_tiny_decoder(located, loaded.family, device, torch_dtype)
+    loaded.tiny_decoder = load_tiny_decoder(located, loaded.family, device, torch_dtype, pipe.vae.config)
     return loaded
 
 
@@ -245,22 +245,39 @@ def tiny_decoder_folder(located: Located, family: str) -> Path | None:
     return None
 
 
-def load_tiny_decoder(located: Located, family: str, device: str, torch_dtype: Any) -> Any:
+def load_tiny_decoder(located: Located, family: str, device: str, torch_dtype: Any, vae_config: Any) -> Any:
     """The AutoencoderTiny for previews and Fast decode, or None (previews then fall back to the
     latent colour approximation, and Fast decode to the full decoder). A damaged one is logged
     and skipped: it must never stop the model itself from loading."""
+    import logging
+
     folder = tiny_decoder_folder(located, family)
     if folder is None:
         return None
     try:
         from diffusers import AutoencoderTiny
 
-        return AutoencoderTiny.from_pretrained(str(folder), torch_dtype=torch_dtype).to(device).eval()
+        tiny = AutoencoderTiny.from_pretrained(str(folder), torch_dtype=torch_dtype).to(device).eval()
     except Exception:
-        import logging
-
         logging.getLogger(__name__).warning("the tiny decoder at %s could not be loaded", folder, exc_info=True)
         return None
+    return tiny if _fits(tiny, vae_config, folder) else None
+
+
+def _fits(tiny: Any, vae_config: Any, folder: Path) -> bool:
+    """Whether a tiny decoder reads this model's latents and draws its size: TAESDXL beside an
+    SD 1.5 model, or a TAESD for another VAE, would give a wrong-sized or meaningless picture."""
+    config = tiny.config
+    scale = config.upsampling_scaling_factor ** (len(config.decoder_block_out_channels) - 1)
+    wanted = 2 ** (len(vae_config.block_out_channels) - 1)
+    if config.latent_channels == vae_config.latent_channels and scale == wanted:
+        return True
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "the tiny decoder at %s does not fit this model (latent channels %s, scale %s; the model's VAE: %s, %s)",
+        folder, config.latent_channels, scale, vae_config.latent_channels, wanted)
+    return False
 
 
 def finish_load(ref: ModelRef, pipe: Any, device: str, torch_dtype: Any, sha: str | None, started: float,

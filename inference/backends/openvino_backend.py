@@ -452,7 +452,7 @@ def load(ref: ModelRef, located: Located, precision: str,
         pipe = _load_without_networks(located, ref)
         swap_in(pipe, folder, precision)
         loaded = sd.finish_load(ref, pipe, "cpu", _torch_float32(), sha, started, loras=False)
-        loaded.tiny_decoder = sd.load_tiny_decoder(located, loaded.family, "cpu", _torch_float32())
+        loaded.tiny_decoder = sd.load_tiny_decoder(located, loaded.family, "cpu", _torch_float32(), pipe.vae.config)
     else:
         # No IR yet, a single file (whose pipeline diffusers builds whole), or int8 still to
         # quantise (which calibrates on the torch model's latents): load in torch, fuse, trace.
