@@ -70,3 +70,34 @@ def test_the_built_in_model_running_for_a_while_connects_to_nothing(tmp_path):
 
     assert outside_connections((tmp_path / "quickbrush.trace").read_text()) == []
     assert files_under(tmp_path / "home") == [], "nothing written to the designer's folders on a library's behalf"
+
+
+def test_converting_and_running_a_model_on_openvino_connects_to_nothing(tmp_path, tiny_sd):
+    """First use of a Stable Diffusion model on OpenVINO, traced: conversion (OpenVINO's model
+    converter has a telemetry hook of its own), the runtime probe, compiling and a job."""
+    pytest.importorskip("openvino")
+    cache = tmp_path / "cache"
+    run = traced(f"""
+        import os, sys
+        os.environ["QUICKBRUSH_CACHE_DIR"] = {str(cache)!r}
+        from inference.jobs import Generate, ModelRef
+        from inference.worker import Worker
+        worker = Worker()
+        worker.submit(Generate(prompt="red apple", model=ModelRef({str(tiny_sd)!r}), seed=1, steps=1))
+        worker.submit(Generate(prompt="red apple", model=ModelRef({str(tiny_sd)!r}), seed=2, steps=1,
+                               runtime="openvino"))
+        worker.wait_idle()
+        worker.shutdown()
+        # openvino_telemetry is blocked (inference/privacy.py); OpenVINO's converter and NNCF (the
+        # int8 quantisation) then fall back to their stubs, which send nothing.
+        print("openvino_telemetry:", sys.modules.get("openvino_telemetry", "never asked for"))
+        wrapper = sys.modules.get("nncf.telemetry.wrapper")
+        print("nncf telemetry:", "not loaded" if wrapper is None else type(wrapper.telemetry).__name__)
+        """, tmp_path / "home", tmp_path / "openvino.trace", 600)
+    out, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, out
+    assert "openvino_telemetry: None" in out, out
+    assert "nncf telemetry: not loaded" in out or "nncf telemetry: MagicMock" in out, out
+    assert (cache / "openvino" / "ir").is_dir(), out  # the conversion really ran, traced
+    assert outside_connections((tmp_path / "openvino.trace").read_text()) == []
+    assert files_under(tmp_path / "home") == [], "nothing written to the designer's folders on a library's behalf"
