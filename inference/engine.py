@@ -259,10 +259,13 @@ class Engine:
         def on_stage(text: str) -> None:
             on_progress(Progress(job_id, 0, 1, time.perf_counter() - started, stage="prepare", text=text))
 
+        choosing = time.perf_counter()
         loaded, fresh = self.model(job.model, job.device, job.dtype,
                                    on_load=lambda: on_progress(Progress(job_id, 0, 1, 0.0, stage="load")),
                                    runtime=job.runtime, size=_job_size(job), on_stage=on_stage)
         load_seconds = loaded.load_seconds if fresh else 0.0
+        # First use only: the runtime probe and conversions, beyond loading the chosen model.
+        prepare_seconds = max(0.0, time.perf_counter() - choosing - load_seconds) if fresh else 0.0
         if cancelled():
             raise Cancelled()
 
@@ -386,6 +389,8 @@ class Engine:
             raise BadInput(f"Unknown job kind {type(job).__name__}.")
 
         timings = {"load": load_seconds, **timings}
+        if prepare_seconds > 0.05:
+            timings["prepare"] = prepare_seconds
         if composite_seconds:
             timings["composite"] = composite_seconds
         timings["total"] = time.perf_counter() - started
