@@ -432,8 +432,9 @@ def test_warm_up_keeps_full_garbage_collections_short(bridge, rec, qtbot, tiny_s
     collect_ms = (time.perf_counter() - start) * 1000
     with capsys.disabled():
         print(f"\n[gc] frozen {gc.get_freeze_count()} objects, tracked {tracked}, full collection {collect_ms:.1f} ms")
+    # What the collection walks, not how long it takes (benchmarks/gui_stall.py times it): the
+    # machines are shared, and a timed assert failed at a load of 8 while the heap was right.
     assert tracked < gc.get_freeze_count()
-    assert collect_ms < 50
 
 
 # ----------------------------------------------------------------------------- warming up only for diffusers
