@@ -52,6 +52,10 @@ OPENCLIP_H = dict(CLIP_L, hidden_size=1024, intermediate_size=4096, num_hidden_l
                   hidden_act="gelu", projection_dim=512)
 
 ARCHITECTURES = ("sd_turbo", "sd15_lcm", "sdxs_like")
+# For trying the app's other job kinds on real shapes (not in the speed benchmark's default set):
+# an SD 1.5 inpainting UNet (9 input channels) and an InstructPix2Pix one (8), as
+# runwayml/stable-diffusion-inpainting and timbrooks/instruct-pix2pix ship them.
+KIND_ARCHITECTURES = ("sd15_inpaint", "sd15_pix2pix")
 
 
 def _helpers():
@@ -65,7 +69,8 @@ def _helpers():
 def build(folder: Path, architecture: str, tiny_decoder: bool = True, seed: int = 0) -> Path:
     """Save `architecture` (one of ARCHITECTURES, or "sd15") with random weights into `folder`."""
     import torch
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, LCMScheduler, PNDMScheduler,
+    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, LCMScheduler,
+                           PNDMScheduler, StableDiffusionInpaintPipeline, StableDiffusionInstructPix2PixPipeline,
                            StableDiffusionPipeline, UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -73,6 +78,8 @@ def build(folder: Path, architecture: str, tiny_decoder: bool = True, seed: int 
     folder = Path(folder)
     torch.manual_seed(seed)
     unet_config, text_config = {"sd15": (SD15_UNET, CLIP_L), "sd15_lcm": (SD15_UNET, CLIP_L),
+                                "sd15_inpaint": (dict(SD15_UNET, in_channels=9), CLIP_L),
+                                "sd15_pix2pix": (dict(SD15_UNET, in_channels=8), CLIP_L),
                                 "sd_turbo": (SD21_UNET, OPENCLIP_H), "sdxs_like": (SDXS_UNET, OPENCLIP_H)}[architecture]
     unet = UNet2DConditionModel(**unet_config)
     vae = AutoencoderKL(**SD_VAE)
@@ -80,11 +87,15 @@ def build(folder: Path, architecture: str, tiny_decoder: bool = True, seed: int 
     tokenizer = tiny.write_clip_tokenizer(folder / "tokenizer", vocab_size=49408)
     if architecture == "sd15_lcm":
         scheduler = LCMScheduler(**tiny.SD_BETAS, set_alpha_to_one=True, steps_offset=1)
-    elif architecture == "sd15":
+    elif architecture in ("sd15", "sd15_inpaint"):
         scheduler = PNDMScheduler(**tiny.SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+    elif architecture == "sd15_pix2pix":
+        scheduler = EulerAncestralDiscreteScheduler(**tiny.SD_BETAS)
     else:
         scheduler = EulerDiscreteScheduler(**tiny.SD_BETAS, timestep_spacing="trailing", steps_offset=1)
-    pipe = StableDiffusionPipeline(
+    cls = {"sd15_inpaint": StableDiffusionInpaintPipeline,
+           "sd15_pix2pix": StableDiffusionInstructPix2PixPipeline}.get(architecture, StableDiffusionPipeline)
+    pipe = cls(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
@@ -107,4 +118,5 @@ def model_name(architecture: str) -> str:
     """The folder name, which picks the few-step preset (inference.models.presets) as the real
     model's name would."""
     return {"sd_turbo": "sd-turbo-random", "sd15_lcm": "sd15-lcm-lora-random", "sdxs_like": "sdxs-like-random",
-            "sd15": "sd15-random"}[architecture]
+            "sd15": "sd15-random", "sd15_inpaint": "sd15-inpainting-random",
+            "sd15_pix2pix": "instruct-pix2pix-random"}[architecture]
