@@ -290,8 +290,6 @@ def finish_load(ref: ModelRef, pipe: Any, device: str, torch_dtype: Any, sha: st
     if loras:
         _load_loras(pipe, ref)
     pipe.to(device)
-    if device.startswith("cuda"):
-        _tune_for_cuda(pipe)
 
     family = _family_of(pipe)
     in_channels = pipe.unet.config.in_channels
@@ -300,6 +298,8 @@ def finish_load(ref: ModelRef, pipe: Any, device: str, torch_dtype: Any, sha: st
     native = (sample[0] if isinstance(sample, (list, tuple)) else sample) * vae_scale
     names = [Path(lora.source).name for lora in ref.loras] + [Path(ref.source).name, ref.source]
     preset = with_steps_from_name(match_preset(names, ref.preset), names)
+    if device.startswith("cuda"):
+        _tune_for_cuda(pipe, native, 2 if preset.guidance_for(preset.steps) > 1 else 1)
     nbytes = sum(
         p.numel() * p.element_size()
         for module in pipe.components.values()
@@ -314,11 +314,13 @@ def finish_load(ref: ModelRef, pipe: Any, device: str, torch_dtype: Any, sha: st
     )
 
 
-def _tune_for_cuda(pipe: Any) -> None:
+def _tune_for_cuda(pipe: Any, native: int | None = None, batch: int = 1) -> None:
     """What pays on an NVIDIA GPU: channels-last convolutions, PyTorch's fused SDPA attention
     (diffusers' default processor on torch 2), and torch.compile of the UNet and VAE decoder for
     the fixed shapes a job uses. Inductor's cache goes into Quickbrush's cache folder, so a
-    restart reuses the compiled kernels; QUICKBRUSH_COMPILE=0 turns compiling off."""
+    restart reuses the compiled kernels, and one call at the model's native shape compiles them
+    while the model loads (the "loading model" the designer already waits through), not in the
+    first job. QUICKBRUSH_COMPILE=0 turns compiling off."""
     import torch
 
     pipe.unet.to(memory_format=torch.channels_last)
@@ -332,10 +334,38 @@ def _tune_for_cuda(pipe: Any) -> None:
     try:
         pipe.unet = torch.compile(pipe.unet, mode=mode, dynamic=False)
         pipe.vae.decoder = torch.compile(pipe.vae.decoder, mode=mode, dynamic=False)
+        if native:
+            _warm_up_compiled(pipe, native, batch)
     except Exception:  # an old GPU or a missing compiler: eager still works, only slower
         import logging
 
         logging.getLogger(__name__).warning("torch.compile is unavailable; running eagerly", exc_info=True)
+        pipe.unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
+        pipe.vae.decoder = getattr(pipe.vae.decoder, "_orig_mod", pipe.vae.decoder)
+
+
+def _warm_up_compiled(pipe: Any, native: int, batch: int) -> None:
+    """One UNet call and one decode at the native shape, so compiling happens during the load."""
+    import torch
+
+    from inference.backends.openvino_backend import _example_unet_inputs
+
+    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    side = native // scale
+    arrays, _names = _example_unet_inputs(getattr(pipe.unet, "_orig_mod", pipe.unet), batch, side)
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    kwargs: dict[str, Any] = {}
+    config = pipe.unet.config
+    if config.get("time_cond_proj_dim"):
+        kwargs["timestep_cond"] = arrays[3].to(device, dtype)
+    if config.get("addition_embed_type") == "text_time":
+        kwargs["added_cond_kwargs"] = {"text_embeds": arrays[-2].to(device, dtype),
+                                       "time_ids": arrays[-1].to(device, dtype)}
+    with torch.inference_mode():
+        pipe.unet(arrays[0].to(device, dtype), arrays[1].to(device), arrays[2].to(device, dtype),
+                  return_dict=False, **kwargs)
+        latents = torch.zeros(1, pipe.vae.config.latent_channels, side, side, device=device, dtype=pipe.vae.dtype)
+        pipe.vae.decode(latents, return_dict=False)
 
 
 def _first_line(exc: BaseException) -> str:
