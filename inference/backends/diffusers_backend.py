@@ -167,6 +167,15 @@ _PIPELINES = {
 }
 
 
+def _quiet_loading() -> None:
+    """No progress bars on the CLI's stderr while weights load (diffusers' and transformers')."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> Loaded:
     import diffusers
     import torch
@@ -176,7 +185,7 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
-    diffusers.utils.logging.disable_progress_bar()
+    _quiet_loading()
     sha: str | None = None
     try:
         if located.kind == "file":
