@@ -473,12 +473,39 @@ def load(ref: ModelRef, located: Located, precision: str,
         swap_in(loaded.pipe, folder, precision)
     if loaded.tiny_decoder is not None:
         _tiny_on_openvino(loaded, located, precision, on_stage)
+    _precompile(loaded)
     loaded.backend = BACKEND
     loaded.runtime = "openvino"
     loaded.dtype = precision
     loaded.load_seconds = time.perf_counter() - started
     loaded.derived.clear()
     return loaded
+
+
+def _precompile(loaded: sd.Loaded) -> None:
+    """Compile the networks for the native size while the model loads (from OpenVINO's compile
+    cache after the first time), so the first job pays for inference only. Other sizes compile
+    when a job first asks for them."""
+    pipe = loaded.pipe
+    config = pipe.unet.config
+    side = loaded.native // loaded.vae_scale
+    batch = 2 if loaded.preset.guidance_for(loaded.preset.steps) > 1 and loaded.in_channels != 8 else 1
+    try:
+        for name in TEXT_ENCODERS:
+            encoder = getattr(pipe, name, None)
+            if encoder is not None and hasattr(encoder, "ir"):
+                encoder.compiled(((1, pipe.tokenizer.model_max_length),))
+        if not config.get("time_cond_proj_dim") and config.get("addition_embed_type") != "text_time":
+            context = config.cross_attention_dim
+            pipe.unet.compiled(((batch, config.in_channels, side, side), (batch, config.block_out_channels[0]),
+                                (batch, pipe.tokenizer.model_max_length, context)))
+        latent = pipe.vae.config.latent_channels
+        decoder = loaded.tiny_decoder.decoder if loaded.tiny_decoder is not None else pipe.vae.decoder
+        for network in {id(pipe.vae.decoder): pipe.vae.decoder, id(decoder): decoder}.values():
+            if hasattr(network, "ir"):
+                network.compiled(((1, latent, side, side),))
+    except Exception:  # a job compiles what it needs anyway
+        log.warning("compiling ahead for %s failed", loaded.ref.source, exc_info=True)
 
 
 def _tiny_on_openvino(loaded: sd.Loaded, located: Located, precision: str,
