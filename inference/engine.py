@@ -280,7 +280,8 @@ class Engine:
         preview_box: list[tuple[int, int, int, int] | None] = [None]
 
         def on_step(step: int, total: int, latents: Any) -> None:
-            preview = loaded_backend.preview(loaded, latents)
+            # The last step's preview would only be replaced by the decoded image a moment later.
+            preview = loaded_backend.preview(loaded, latents) if step < total else None
             elapsed = time.perf_counter() - denoise_start[0]
             on_progress(Progress(job_id, step, total, elapsed, preview, box=preview_box[0]))
 

@@ -71,34 +71,48 @@ def _tiny_models():
     return importlib.import_module("tiny_models")
 
 
+def _on_torch(folder):
+    """Remember torch as this model's runtime in the run's cache, so a job of runtime auto on it
+    starts at once instead of probing (converting, quantising to int8, timing each path) in
+    whichever test happens to come first. Tests of the choice itself use a cache of their own
+    (tests/inference/test_runtimes.py); OpenVINO has tests of its own on every job kind."""
+    from inference import runtimes
+    from inference.backends.openvino_backend import fingerprint_of
+    from inference.models.store import locate
+
+    key = runtimes.choice_key(fingerprint_of(locate(str(folder))), str(folder), (), "cpu")
+    runtimes.Choices().put(key, runtimes.Choice("torch", "float32"))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
     """Folder of a tiny StableDiffusionPipeline (text2img); native size 64 x 64 px."""
-    return _tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd"), kind="text2img")
+    return _on_torch(_tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd"), kind="text2img"))
 
 
 @pytest.fixture(scope="session")
 def tiny_sd_inpaint(tmp_path_factory):
     """Folder of a tiny StableDiffusionInpaintPipeline (9-channel UNet); native 64 x 64 px."""
-    return _tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd_inpaint"), kind="inpaint")
+    return _on_torch(_tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd_inpaint"), kind="inpaint"))
 
 
 @pytest.fixture(scope="session")
 def tiny_sd_pix2pix(tmp_path_factory):
     """Folder of a tiny StableDiffusionInstructPix2PixPipeline (8-channel UNet); 64 x 64 px."""
-    return _tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd_pix2pix"), kind="pix2pix")
+    return _on_torch(_tiny_models().build_sd(tmp_path_factory.mktemp("tiny_sd_pix2pix"), kind="pix2pix"))
 
 
 @pytest.fixture(scope="session")
 def tiny_sd2(tmp_path_factory):
     """Folder of a tiny SD 2.x pipeline (1024-wide text encoder, v-prediction); 64 x 64 px."""
-    return _tiny_models().build_sd2(tmp_path_factory.mktemp("tiny_sd2"))
+    return _on_torch(_tiny_models().build_sd2(tmp_path_factory.mktemp("tiny_sd2")))
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory):
     """Folder of a tiny StableDiffusionXLPipeline; native size 64 x 64 px."""
-    return _tiny_models().build_sdxl(tmp_path_factory.mktemp("tiny_sdxl"))
+    return _on_torch(_tiny_models().build_sdxl(tmp_path_factory.mktemp("tiny_sdxl")))
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +123,7 @@ def tiny_sd_single_file(tiny_sd, tmp_path_factory):
     local_files_only=True)``: offline, the `tiny_sd` folder must be given as ``config``.
     """
     out = tmp_path_factory.mktemp("tiny_sd_single_file") / "tiny_sd.safetensors"
-    return _tiny_models().write_single_file(tiny_sd, out)
+    return _on_torch(_tiny_models().write_single_file(tiny_sd, out))
 
 
 @pytest.fixture(scope="session")

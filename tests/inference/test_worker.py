@@ -94,7 +94,8 @@ def test_progress_count_equals_steps_with_previews(worker, collector, tiny_sd):
     updates = [p for p in collector.progress if p.job_id == job_id and p.stage == "denoise"]
     assert [p.step for p in updates] == [1, 2, 3]
     assert all(p.total == 3 for p in updates)
-    assert updates[-1].preview is not None and updates[-1].preview.mode == "RGB"
+    assert updates[-2].preview is not None and updates[-2].preview.mode == "RGB"
+    assert updates[-1].preview is None  # the last step's would be replaced by the image at once
     assert updates[1].eta is not None
 
 
