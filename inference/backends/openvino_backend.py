@@ -534,6 +534,14 @@ def _tiny_on_openvino(loaded: sd.Loaded, located: Located, precision: str,
     loaded.tiny_decoder.decoder = make_module("vae_decoder", xml, _text_precision(precision))
 
 
+def size_multiple(unet_config: Any, vae_scale: int) -> int:
+    """What image sides must divide by on OpenVINO: the traced UNet upsamples by exactly 2 at
+    each level, so its latents must divide by 2 per downsampling (64 px for SD's UNets), where
+    torch's UNet resizes to odd skip sizes (8 px). A 840 x 1400 px inpaint crop failed in
+    OpenVINO's shape check before this; the engine now rounds the model's input size to it."""
+    return max(8, vae_scale * 2 ** (len(unet_config["block_out_channels"]) - 1))
+
+
 def fingerprint_of(located: Located) -> str | None:
     """The model's fingerprint (what its IR and its runtime choice are keyed by)."""
     return _fingerprint(located)
@@ -656,6 +664,12 @@ class OpenVINOBackend(sd.DiffusersBackend):
 
     def load(self, ref: ModelRef, located: Located, device: str, dtype: str, on_stage=None) -> sd.Loaded:
         return load(ref, located, dtype, on_stage)
+
+    def capabilities(self, loaded: sd.Loaded) -> Capabilities:
+        import dataclasses
+
+        return dataclasses.replace(super().capabilities(loaded),
+                                   multiple=size_multiple(loaded.pipe.unet.config, loaded.vae_scale))
 
     def release(self, loaded: sd.Loaded) -> None:
         if loaded.pipe is not None:

@@ -171,3 +171,16 @@ def test_a_copied_model_folder_reuses_the_conversion(tiny_sd, tmp_path):
     a = ov.ir_folder(ov.fingerprint_of(locate(str(tiny_sd))), ModelRef("x"))
     b = ov.ir_folder(ov.fingerprint_of(locate(str(copy))), ModelRef("x"))
     assert a == b
+
+
+def test_image_sides_divide_by_what_the_traced_unet_can_take(tiny_sd):
+    """SD's UNet downsamples three times: on OpenVINO its latents must divide by 8 (64 px); the
+    engine rounds crops and sizes to the backend's multiple, so an odd crop never reaches it."""
+    assert ov.size_multiple({"block_out_channels": (320, 640, 1280, 1280)}, 8) == 64
+    assert ov.size_multiple({"block_out_channels": (320, 640, 1280)}, 8) == 32
+    loaded, _ = Engine().model(ModelRef(str(tiny_sd)), runtime="openvino", dtype="float32")
+    assert loaded.backend.capabilities(loaded).multiple == 8  # the tiny model: 2 x 2, at least 8
+    inpaint = Inpaint(prompt="a cat", model=ModelRef(str(tiny_sd)), seed=3, steps=1, image=_photo((72, 56)),
+                      mask=_mask((72, 56)), runtime="openvino", dtype="float32")
+    image = Engine().run(1, inpaint, lambda p: None, lambda: False)[0]
+    assert image.size == (72, 56)
