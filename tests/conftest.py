@@ -21,9 +21,13 @@ if "QUICKBRUSH_MODELS" not in os.environ:
     os.environ["QUICKBRUSH_MODELS"] = tempfile.mkdtemp(prefix="quickbrush-test-models-")
 # Nor the user's cache (converted OpenVINO models): one for the whole run, so tests share conversions.
 if "QUICKBRUSH_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["QUICKBRUSH_CACHE_DIR"] = tempfile.mkdtemp(prefix="quickbrush-test-cache-")
+    # Converted models add up over many runs (a developer's disk filled with them).
+    atexit.register(shutil.rmtree, os.environ["QUICKBRUSH_CACHE_DIR"], True)
 # Never the user's data folder (autosaves) either; each test gets its own (_fresh_data_dir).
 if "QUICKBRUSH_DATA_DIR" not in os.environ:
     import tempfile
