@@ -9,11 +9,19 @@ designer may well run it at two to four steps, so half its prompts run at the pr
 the OpenVINO UNet at the CPU's native precision meanwhile (several times faster than the torch
 one at 512 px); the text encoder stays torch's, so the inputs are the reference's own.
 
-The quantisation is what optimum-intel calls hybrid for diffusion UNets (`_hybrid`): the
-convolutions, where most of the UNet's arithmetic is, get int8 weights and activations; the
-MatMuls with weights (attention projections, feed-forwards, time embedding) get int8 weights only
-and compute in the rest of the graph's precision. Quantising the attention's activations too
-(plain `nncf.quantize` with ModelType.TRANSFORMER) was measured against it; see SCHEME.
+The quantisation (`quantized`) is what optimum-intel calls hybrid for diffusion UNets: the
+convolutions, where most of the arithmetic is, get int8 weights and activations; the MatMuls
+with weights (attention projections, feed-forwards, time embedding) get int8 weights only and
+compute in the graph's float precision; the first and last convolutions stay in float. Measured
+on SD-Turbo's UNet at 512 px (random weights; two cores of an AMD EPYC with AVX-512 VNNI and
+BF16; one call; relative L2 error against torch float32 at the first step of a one-step
+sampler): float32 4.3 s, bf16 2.2 s (0.011), hybrid int8 1.6-1.7 s (0.077), and int8 for the
+MatMuls' activations too (plain nncf.quantize, ModelType.TRANSFORMER: SCHEME "full") 1.3-1.4 s
+(0.081). Full is faster, hybrid is the one under inference.runtimes.AGREEMENT (0.08), so
+hybrid it is; where the CPU has VNNI but no native bf16 (the graph around the int8 layers then
+in float32) full's lead grows (2.8 s against 3.9 s on this CPU), which is the case to revisit
+with trained weights. SmoothQuant, on by default for transformers, moved the error by 0.004 and
+cost a third of the quantisation's time: off.
 
 The result goes beside the float IR as unet.int8.xml/.bin, swapped in whole: a killed
 quantisation leaves temporaries that are never read, and they are removed the next time.
@@ -53,7 +61,7 @@ PROMPTS = (
 SAMPLES = 12  # UNet inputs NNCF calibrates on
 MIN_PROMPTS = 3
 MOST_STEPS = 8  # a long schedule is calibrated on its shape at this many steps (the same noise range)
-SCHEME = "hybrid"  # or "full" (plain nncf.quantize, ModelType.TRANSFORMER)
+SCHEME = "hybrid"  # or "full": the MatMuls' activations in int8 too (see above)
 
 
 def quantize(loaded: Any, folder: Path, on_stage: Callable[[str], None] | None = None,
@@ -84,8 +92,8 @@ def quantize(loaded: Any, folder: Path, on_stage: Callable[[str], None] | None =
 def quantized(model: Any, inputs: list[list[Any]], scheme: str = SCHEME) -> Any:
     """`model` (an openvino.Model of the UNet) quantised to int8 on `inputs` (each a list of
     numpy arrays in the IR's input order). The first and last convolutions stay in float in
-    either scheme: on SD-Turbo's UNet they alone took the error at 512 px from 0.10 to 0.08 at
-    the first step and from 0.12 to 0.05 at the last, for a few percent of its arithmetic."""
+    either scheme: on SD-Turbo's UNet keeping them took the error from 0.10 to 0.08 at the first
+    step and from 0.12 to 0.05 at the last, for no measurable time."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
@@ -100,8 +108,7 @@ def quantized(model: Any, inputs: list[list[Any]], scheme: str = SCHEME) -> Any:
         kept += _ops_with_weights(model)
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM,
                                       ignored_scope=nncf.IgnoredScope(types=["Convolution"]))
-    # SmoothQuant (on by default for transformers) changed nothing measurable here and cost a
-    # third of the quantisation's time.
+    # SmoothQuant off: see the module's docstring.
     return nncf.quantize(
         model, dataset, subset_size=len(inputs), model_type=nncf.ModelType.TRANSFORMER,
         preset=nncf.QuantizationPreset.MIXED, ignored_scope=nncf.IgnoredScope(names=kept, validate=False),
@@ -147,13 +154,15 @@ def _constant_behind(op: Any, port: int) -> Any:
 
 
 def _ops_with_weights(model: Any) -> list[str]:
+    """The MatMuls with a constant operand and the embedding lookups (optimum-intel's
+    _collect_ops_with_weights): what the hybrid scheme compresses instead of quantising."""
     names = []
     for op in model.get_ops():
         kind = op.get_type_name()
-        if kind == "MatMul" and (_constant_behind(op, 0) is not None or _constant_behind(op, 1) is not None):
-            names.append(op.get_friendly_name())
-        elif (kind == "Gather" and op.input_value(0).get_element_type().get_type_name() in ("f16", "f32", "f64")
-              and _constant_behind(op, 0) is not None):
+        matmul = kind == "MatMul" and (_constant_behind(op, 0) is not None or _constant_behind(op, 1) is not None)
+        embedding = (kind == "Gather" and _constant_behind(op, 0) is not None
+                     and op.input_value(0).get_element_type().get_type_name() in ("f16", "f32", "f64"))
+        if matmul or embedding:
             names.append(op.get_friendly_name())
     return names
 
