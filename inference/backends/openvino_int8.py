@@ -64,6 +64,16 @@ MOST_STEPS = 8  # a long schedule is calibrated on its shape at this many steps 
 SCHEME = "hybrid"  # or "full": the MatMuls' activations in int8 too (see above)
 
 
+def ready(folder: Path) -> bool:
+    """Whether folder holds an int8 UNet made by this scheme: one left by another scheme (an
+    older Quickbrush, or a measurement) is made again rather than reused."""
+    try:
+        report = json.loads((folder / REPORT).read_text())
+    except (OSError, ValueError):
+        return False
+    return (folder / XML).is_file() and isinstance(report, dict) and report.get("scheme") == SCHEME
+
+
 def quantize(loaded: Any, folder: Path, on_stage: Callable[[str], None] | None = None,
              samples: int = SAMPLES, scheme: str = SCHEME) -> None:
     """Write folder/unet.int8.xml (+ .bin): the float UNet IR at folder/unet.xml quantised to

@@ -68,13 +68,15 @@ def test_agreement_numbers(tmp_path):
 def test_headline_speedups_and_targets():
     paths = {"diffusers_fp32": {"e2e_ms": 12000.0, "peak_rss_mb": 6000.0},
              "openvino_taesd": {"e2e_ms": 1500.0, "peak_rss_mb": 3000.0},
-             "quickbrush_tiny": {"e2e_ms": 1000.0, "peak_rss_mb": 3000.0},
-             "quickbrush_full": {"e2e_ms": 5000.0, "peak_rss_mb": 7000.0}}
+             "quickbrush_tiny": {"e2e_ms": 1000.0, "e2e_ms_new_prompt": 1200.0, "peak_rss_mb": 3000.0},
+             "quickbrush_full": {"e2e_ms": 5000.0, "e2e_ms_new_prompt": 6000.0, "peak_rss_mb": 7000.0}}
     report = {"runs": {"sd_turbo@256": {"paths": {}}, "sd_turbo@512": {"paths": paths}}}
     sd_speed.summarise(report, Namespace(device="cpu"))
     assert report["headline"] == "sd_turbo@512"
     assert report["speedup_vs_diffusers"] == 12.0 and report["speedup_vs_openvino_taesd"] == 1.5
     assert report["speedup_vs_diffusers_full_decoder"] == 2.4
+    assert report["speedups_with_a_new_prompt"] == {"vs_diffusers": 10.0, "vs_openvino_taesd": 1.25,
+                                                    "vs_diffusers_full_decoder": 2.0}
     assert report["targets"] == {"speedup_vs_diffusers>=10": True, "speedup_vs_openvino_taesd>=1.3": True,
                                  "speedup_vs_diffusers_full_decoder>=3": False,
                                  "quickbrush_tiny_peak_rss<=diffusers_fp32": True,
@@ -104,9 +106,12 @@ def test_every_path_runs_on_a_toy_model_and_reports(tmp_path):
             assert 0 <= agreement["text_encoder_rel_error"] < 0.1, (name, agreement)
             assert agreement["psnr_db"] > 20, (name, agreement)
     assert paths["openvino_taesd"]["conversion_s"] > 0 and paths["openvino_taesd"]["precision"] in ("bf16", "f32")
-    for name in ("quickbrush_tiny", "quickbrush_full"):
-        assert paths[name]["first_use_s"] > 0 and paths[name]["choice"]["runtime"] in ("torch", "openvino")
+    # One first use (probe, conversion, the choice remembered) before the first Quickbrush path.
+    assert paths["quickbrush_tiny"]["first_use_s"] > 0
+    assert paths["quickbrush_tiny"]["choice"]["runtime"] in ("torch", "openvino")
+    assert "first_use_s" not in paths["quickbrush_full"]
     assert paths["quickbrush_tiny"]["decoder"] == "tiny" and paths["quickbrush_full"]["decoder"] == "full"
+    assert all(paths[name]["e2e_ms_new_prompt"] > 0 for name in ("quickbrush_tiny", "quickbrush_full"))
     for key in ("speedup_vs_diffusers", "speedup_vs_openvino_taesd", "speedup_vs_diffusers_full_decoder"):
         assert report[key] > 0, key
     assert all(isinstance(v, bool) for v in report["targets"].values())

@@ -119,6 +119,20 @@ def test_quantize_writes_the_int8_ir_beside_the_float_one(stand_in):
     assert ov.core().read_model(str(folder / "unet.int8.xml")).inputs
 
 
+def test_an_int8_unet_of_another_scheme_is_not_reused(stand_in):
+    folder = stand_in
+    assert not q.ready(folder)
+    q.quantize(None, folder)
+    assert q.ready(folder)
+    report = json.loads((folder / q.REPORT).read_text())
+    (folder / q.REPORT).write_text(json.dumps({**report, "scheme": "an older one"}))
+    assert not q.ready(folder), "made by another scheme: quantised again"
+    (folder / q.REPORT).write_text("{not json")
+    assert not q.ready(folder)
+    (folder / q.REPORT).unlink()
+    assert not q.ready(folder)
+
+
 def test_a_save_that_fails_midway_leaves_no_int8_ir(stand_in, monkeypatch):
     import openvino
 
