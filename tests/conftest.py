@@ -141,3 +141,33 @@ def tiny_lora(tiny_sd, tmp_path_factory):
 def tiny_builtin(tmp_path_factory):
     """Folder of a tiny random-weight Quickbrush built-in model (int8 weights, as shipped); 32 x 32 px."""
     return _tiny_models().build_builtin(tmp_path_factory.mktemp("tiny_builtin") / "builtin", int8=True)
+
+
+# --------------------------------------------------------------------------------------
+# A real HTTP server playing the Hugging Face Hub (tests/hub_server.py), for downloads.
+
+
+@pytest.fixture
+def hub_server(monkeypatch, tmp_path_factory):
+    """A started tests/hub_server.HubServer with huggingface_hub pointed at it: HF_ENDPOINT, a
+    fresh HF_HOME, online, no xet. huggingface_hub reads these at import into its `constants`
+    module, so those are patched too. Add repositories with `hub_server.add_repo(id, folder)`."""
+    from huggingface_hub import constants
+
+    from hub_server import HubServer
+
+    server = HubServer().start()
+    home = tmp_path_factory.mktemp("hf_home")
+    cache = home / "hub"
+    for key, value in {"HF_ENDPOINT": server.url, "HF_HOME": str(home), "HF_HUB_CACHE": str(cache),
+                       "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    yield server
+    server.stop()
