@@ -17,7 +17,7 @@ huggingface_hub (and hf_xet, when installed) falls back to plain HTTP.
 
 Faults a test switches on (each applies to file bodies, i.e. GET .../resolve/...):
   slow(bytes_per_s)   throttle every body
-  drop_after(n)       close the connection after n bytes of the next body, once
+  drop_after(n)       close the connection after n bytes of the next body longer than n, once
   corrupt(filename)   serve that file with one byte changed (the metadata stays right)
   stall()             send the headers, then nothing, until reset() or stop
   reset()             all faults off
@@ -336,7 +336,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self, filename: str, data: bytes) -> None:
         hub = self.hub
         with hub._lock:
-            drop, hub._drop_after = hub._drop_after, None
+            # Consumed by the first body long enough to be cut (small config files pass).
+            drop = hub._drop_after
+            if drop is not None and len(data) > drop:
+                hub._drop_after = None
+            else:
+                drop = None
         if hub._stalled.is_set():
             self.wfile.flush()
             hub._released.wait(60)
