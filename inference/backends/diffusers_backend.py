@@ -149,6 +149,18 @@ def _checkpoint_layout(path: str) -> tuple[str, int]:
     return ("sd2" if context == 1024 else "sd1"), channels
 
 
+def _shipped_config(path: str, family: str, channels: int, kwargs: dict[str, Any]) -> Path | None:
+    """The config folder shipped for a single file's family and variant (SD 1.x, 2.x, SDXL;
+    inpainting, InstructPix2Pix), put into `kwargs` with its tokenizers, so it loads offline."""
+    from inference.models.importer import shipped_config, shipped_tokenizers
+
+    folder = shipped_config(path, family, {4: "text2img", 9: "inpaint", 8: "pix2pix"}.get(channels))
+    if folder is not None:
+        kwargs["config"] = str(folder)
+        kwargs.update(shipped_tokenizers(folder))
+    return folder
+
+
 def _family_of(pipe: Any) -> str:
     if "XL" in type(pipe).__name__ or getattr(pipe, "text_encoder_2", None) is not None:
         return "sdxl"
@@ -191,11 +203,23 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
         if located.kind == "file":
             family, channels = _checkpoint_layout(located.path)
             cls = getattr(diffusers, _PIPELINES[("sdxl" if family == "sdxl" else "sd1", channels)])
+            shipped = None
             if ref.config:
                 kwargs["config"] = ref.config
+            else:
+                shipped = _shipped_config(located.path, family, channels, kwargs)
             if family != "sdxl":
                 kwargs["safety_checker"] = None
-            pipe = cls.from_single_file(located.path, local_files_only=_offline(), **kwargs)
+            try:
+                pipe = cls.from_single_file(located.path, local_files_only=_offline(), **kwargs)
+            except Exception as exc:
+                if shipped is None or _is_network_error(exc):
+                    raise
+                raise ModelMissing(
+                    f"{Path(located.path).name} does not fit the {shipped.name} config files that ship with "
+                    "Quickbrush (its tensors have other sizes).",
+                    f"Give a diffusers folder or repo id of the same model as its config (--config).\n{exc}",
+                ) from exc
             sha = file_sha256(located.path)
         else:
             path = located.path

@@ -16,7 +16,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from inference.assets import assets_dir
-from inference.jobs import BadInput, ModelMissing
+from inference.jobs import BadInput, JobError, ModelMissing
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 BUILTIN = "builtin"
@@ -214,22 +214,22 @@ def _folder_info(path: Path, where: str, name: str | None = None) -> ModelInfo |
     return ModelInfo(name or path.name, source, where, _task_from_index(index), index.get("_class_name", ""))
 
 
-def _file_info(path: Path) -> ModelInfo:
+def _file_info(path: Path) -> ModelInfo | None:
+    """A checkpoint file's entry, or None for a damaged or truncated one (never listed: it would
+    only fail when chosen). Read from the safetensors header alone."""
+    from inference.models import importer  # imports this module; importing it at the top would loop
+
+    if not importer.file_is_whole(path):
+        return None
     task = "unknown"
     if path.suffix.lower() == ".safetensors":
         try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                keys = list(handle.keys())
-                first_conv = "model.diffusion_model.input_blocks.0.0.weight"
-                if any("lora" in key for key in keys[:200]):
-                    task = "lora"
-                elif first_conv in keys:
-                    channels = handle.get_slice(first_conv).get_shape()[1]
-                    task = {9: "inpaint", 8: "edit"}.get(channels, "text2img")
-        except Exception:  # an unreadable file is listed, and fails with a clear error when used
-            task = "unknown"
+            detected = importer.inspect(path)
+        except JobError:  # whole, but not a model Quickbrush knows: listed, and says so when used
+            detected = None
+        if detected is not None:
+            task = "lora" if detected.kind == "lora" else {"inpaint": "inpaint", "pix2pix": "edit"}.get(
+                detected.variant or "", "text2img" if detected.kind == "pipeline" else "unknown")
     return ModelInfo(path.stem, str(path), "file", task)
 
 
@@ -243,12 +243,16 @@ def list_models(include_hub_cache: bool = True) -> list[ModelInfo]:
     root = models_dir()
     if root.is_dir():
         for entry in sorted(root.iterdir()):
+            if entry.name.startswith("."):  # an import or download still in progress, or a temp
+                continue
             if entry.is_dir() and is_model_folder(entry):
                 info = _folder_info(entry, "folder")
                 if info:
                     found.append(info)
             elif entry.is_file() and entry.suffix.lower() in CHECKPOINT_SUFFIXES:
-                found.append(_file_info(entry))
+                info = _file_info(entry)
+                if info:
+                    found.append(info)
     if include_hub_cache:
         found.extend(_hub_cache_models())
     return found
