@@ -4,6 +4,11 @@ It also says which path the model runs on and how fast ("OpenVINO bf16 · 1.3 s 
 measured from the last finished job on that model (`note_result`), or, before any, the path
 remembered for this computer (inference.runtimes, read without loading anything).
 
+Below, the catalog (`editor.panels.catalog.CatalogPanel`): the vetted models with what is
+installed, downloads with progress, Remove, Import and a Hub repository id field. A model it
+installs joins the model list (by its catalog name); a catalog repo fetched only in part is kept
+out of it.
+
 The model list comes from `inference.models.store.list_models()`; "Browse…" picks a diffusers
 folder (by its model_index.json) or a single checkpoint file through `choose_model_path`, a
 module-level function tests replace. Which devices exist is asked of PyTorch, whose import takes
@@ -30,7 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from editor.panels._common import HintLabel, SettingBinding
+from editor.panels._common import HintLabel, SettingBinding, section_label
+from editor.panels.catalog import CatalogPanel
 from editor.settings import Settings
 from inference import runtimes
 from inference.jobs import ModelRef, Refine, Result
@@ -132,6 +138,18 @@ def remembered_runtime(source: str, settings: Settings) -> str:
     return FIRST_USE if choice is None else f"{choice.label} (measured fastest here)"
 
 
+def _catalog_task(entry) -> str:
+    """A catalog entry's capabilities as a ModelInfo task (TASK_LABELS)."""
+    caps = set(entry.capabilities)
+    if {"generate", "inpaint", "edit"} <= caps:
+        return "all"
+    if "edit" in caps:
+        return "edit"
+    if "inpaint" in caps and "generate" not in caps:
+        return "inpaint"
+    return "text2img" if "generate" in caps else "unknown"
+
+
 def _default_source(models: list[ModelInfo]) -> str:
     """What store.default_model() would say, from an already scanned list."""
     for info in models:
@@ -217,7 +235,13 @@ class ModelPanel(QWidget):
 
         self.status_label = HintLabel("Not loaded yet: the first job loads it.")
         layout.addWidget(self.status_label)
-        layout.addStretch(1)
+
+        layout.addSpacing(4)
+        layout.addWidget(section_label("Get models"))
+        self.catalog = CatalogPanel(self.settings, runtime_of=self.runtime_for)
+        layout.addWidget(self.catalog, 1)
+        self.catalog.installed_changed.connect(self.refresh)
+        self.catalog.states_changed.connect(self._fill_models)
 
         self.refresh_button.clicked.connect(self.refresh)
         self.device_combo.about_to_show.connect(lambda: self.refresh_devices(probe=self._devices is None))
@@ -237,7 +261,7 @@ class ModelPanel(QWidget):
         combo.blockSignals(True)
         try:
             combo.clear()
-            for info in self._models:
+            for info in self._listed():
                 combo.addItem(f"{info.name} — {TASK_LABELS.get(info.task, info.task)}", info.source)
                 index = combo.count() - 1
                 combo.setItemData(index, f"{info.source}\n{info.pipeline or info.where}", Qt.ItemDataRole.ToolTipRole)
@@ -259,6 +283,32 @@ class ModelPanel(QWidget):
             combo.blockSignals(False)
         self._show_model(self.settings.model)
 
+    def _listed(self) -> list[ModelInfo]:
+        """The scanned models, named as the catalog names them, with the catalog's installed
+        models the scan does not see (a pinned snapshot) added, and a catalog repo that is only
+        partly fetched left out."""
+        catalog = getattr(self, "catalog", None)
+        if catalog is None:
+            return list(self._models)
+        installed = catalog.installed_sources()
+        by_repo = {entry.repo: source for source, entry in installed.items() if entry.repo}
+        partial = catalog.partial_repos()
+        listed = []
+        for info in self._models:
+            if info.where == "hub-cache":
+                if info.source in by_repo:  # the checked snapshot the catalog installed: listed below
+                    continue
+                if info.source in partial:
+                    continue
+            entry = installed.get(info.source)
+            listed.append(ModelInfo(entry.name, info.source, info.where, info.task, info.pipeline)
+                          if entry is not None and info.where != "builtin" else info)
+        seen = {info.source for info in listed}
+        for source, entry in installed.items():
+            if source not in seen and entry.kind == "pipeline":
+                listed.append(ModelInfo(entry.name, source, "catalog", _catalog_task(entry), entry.pipeline or ""))
+        return listed
+
     def effective_model(self) -> str:
         """The model source jobs use: the chosen one, or the default (built-in or first installed)."""
         return self.settings.model or (_default_source(self._models) if self._models else store.default_model())
@@ -273,7 +323,7 @@ class ModelPanel(QWidget):
         combo.blockSignals(True)
         combo.setCurrentIndex(max(index, 0))
         combo.blockSignals(False)
-        info = next((m for m in self._models if m.source == effective), None)
+        info = next((m for m in self._listed() if m.source == effective), None)
         self.source_label.setText(self._elide(effective))
         self.source_label.setToolTip(effective)
         if info is not None:
@@ -327,13 +377,17 @@ class ModelPanel(QWidget):
         self._measured[(job.model.source, job.runtime or "auto")] = text
         self.refresh_runtime()
 
+    def runtime_for(self, source: str) -> str:
+        """The runtime a model runs on: measured by its last job here, else remembered."""
+        text = self._measured.get((source, self.settings.runtime or "auto"))
+        return text if text is not None else remembered_runtime(source, self.settings)
+
     def refresh_runtime(self) -> None:
         """Show the path of the model jobs use now: measured, remembered, or to be chosen."""
-        source = self.effective_model()
-        text = self._measured.get((source, self.settings.runtime or "auto"))
-        if text is None:
-            text = remembered_runtime(source, self.settings)
-        self.runtime_label.setText(text)
+        self.runtime_label.setText(self.runtime_for(self.effective_model()))
+        catalog = getattr(self, "catalog", None)
+        if catalog is not None:
+            catalog.refresh_runtimes()
 
     def forget_measured(self) -> None:
         """The runtime choices were forgotten (Preferences): say what the next load will do."""
