@@ -84,6 +84,9 @@ def quantize(loaded: Any, folder: Path, on_stage: Callable[[str], None] | None =
     switch_off()  # before nncf imports: its telemetry must find openvino_telemetry blocked
     import openvino
 
+    # NNCF reports every layer it leaves in float at INFO, hundreds of lines on the app's stderr.
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+
     from inference.backends.openvino_backend import core
 
     started = time.perf_counter()
