@@ -468,6 +468,8 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
                 detected = Detected(detected.family, detected.variant, detected.kind, "pickle", detected.config,
                                     temp.stat().st_size)
             else:
+                if on_progress:
+                    on_progress(0, total)
                 _, linked = _copy_file(source, temp, 0, total, on_progress)
                 read_header(temp)  # the copy is whole (the source could change while copying)
         else:
@@ -476,6 +478,8 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
             total = sum(f.stat().st_size for f in files if f not in skipped)
             done, linked = 0, True
             temp.mkdir()
+            if on_progress:
+                on_progress(0, total)
             for file in files:
                 if file in skipped:
                     continue  # the safetensors twin holds the same weights
