@@ -128,6 +128,18 @@ def _hook_quit() -> None:
         _quit_hooked = True
 
 
+def guarded(owner: QObject, slot: Callable[..., Any]) -> Callable[..., Any]:
+    """`slot`, called only while `owner` (a QObject) still exists: a task outlives a dock closed
+    while it ran, and its last signals must not reach a deleted widget."""
+    from shiboken6 import Shiboken
+
+    def call(*args):
+        if Shiboken.isValid(owner):
+            slot(*args)
+
+    return call
+
+
 def _real_downloads():
     from inference.models import downloads
 
@@ -172,9 +184,9 @@ class DownloadManager(QObject):
                 download.cancel()
 
         task = BackgroundTask(work, f"Downloading {entry.name}", cancel)
-        task.progress.connect(lambda value, i=entry.id: self._on_progress(i, value))
-        task.succeeded.connect(lambda value, i=entry.id: self._on_done(i, value))
-        task.failed.connect(lambda error, i=entry.id: self._on_failed(i, error))
+        task.progress.connect(guarded(self, lambda value, i=entry.id: self._on_progress(i, value)))
+        task.succeeded.connect(guarded(self, lambda value, i=entry.id: self._on_done(i, value)))
+        task.failed.connect(guarded(self, lambda error, i=entry.id: self._on_failed(i, error)))
         self._tasks[entry.id] = task
         self._last.pop(entry.id, None)
         task.start()

@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 )
 
 from editor.banner import ErrorBanner
-from editor.downloads import BackgroundTask, DownloadManager, as_job_error
+from editor.downloads import BackgroundTask, DownloadManager, as_job_error, guarded
 from editor.panels._common import HintLabel
 from editor.settings import Settings
 from inference.jobs import Cancelled, JobError
@@ -290,6 +290,9 @@ class CatalogPanel(QWidget):
         self._tasks: list[BackgroundTask] = []  # imports and removals in flight
         self.ready = False  # the states have been read once
         self.downloads = DownloadManager(self, lambda: self._api("downloads"))
+        # A dock closed with the window: its downloads stop (kept for a resume), no thread left behind.
+        tasks = self.downloads._tasks
+        self.destroyed.connect(lambda *_: [task.cancel() for task in list(tasks.values())])
         self._build()
         self.downloads.started.connect(self._download_started)
         self.downloads.progress.connect(self._download_progress)
@@ -496,8 +499,8 @@ class CatalogPanel(QWidget):
             return states, sources
 
         task = BackgroundTask(work, "Looking at the installed models")
-        task.succeeded.connect(self._states_read)
-        task.failed.connect(self._states_failed)
+        task.succeeded.connect(guarded(self, self._states_read))
+        task.failed.connect(guarded(self, self._states_failed))
         self._states_task = task
         task.start()
 
@@ -733,13 +736,12 @@ class CatalogPanel(QWidget):
             return
         self.total_bar.setValue(int(1000 * progress.done / progress.total) if progress.total else 0)
         self.total_bar.setFormat(f"{percent(progress.done, progress.total)} %")
-        if getattr(progress, "stage", "download") == "verify":
-            self.total_label.setText(f"{human_bytes(progress.done)} fetched · checking the files…")
-        else:
-            self.total_label.setText(progress_line(progress))
+        self.total_label.setText(progress_line(progress))
         _i, _n, f = _current_file(progress)
         self.file_bar.setValue(int(1000 * f.done / f.total) if f is not None and f.total else 0)
         text = file_line(progress)
+        if getattr(progress, "stage", "download") == "verify" and f is not None:
+            text = f"Checking {f.name} (size and sha256)…"
         self.file_label.setToolTip(files_tooltip(progress))
         self.file_label.setText(self.file_label.fontMetrics().elidedText(
             text, Qt.TextElideMode.ElideRight, max(120, self.file_label.width() or 260)))
@@ -779,8 +781,8 @@ class CatalogPanel(QWidget):
         downloads = self._api("downloads")
         source = self._sources.get(e.id)
         task = BackgroundTask(lambda _report: downloads.remove(e), f"Removing {e.name}")
-        task.succeeded.connect(lambda freed: self._removed(task, e, source, freed))
-        task.failed.connect(lambda error: self._task_failed(task, error))
+        task.succeeded.connect(guarded(self, lambda freed: self._removed(task, e, source, freed)))
+        task.failed.connect(guarded(self, lambda error: self._task_failed(task, error)))
         self._run(task)
         self.remove_button.setEnabled(False)
         return True
@@ -840,10 +842,10 @@ class CatalogPanel(QWidget):
         # The importer reports (bytes done, bytes in all) as it copies.
         task = BackgroundTask(lambda report: importer.import_path(
             chosen, on_progress=lambda done, total: report((done, total))), f"Importing {chosen.name}")
-        task.progress.connect(lambda value: self.show_message(
-            f"Importing {chosen.name}… {percent(*value)} %") if self.error_text() == "" else None)
-        task.succeeded.connect(lambda imported: self._imported(task, chosen, imported))
-        task.failed.connect(lambda error: self._task_failed(task, error, changed=False))
+        task.progress.connect(guarded(self, lambda value: self.show_message(
+            f"Importing {chosen.name}… {percent(*value)} %") if self.error_text() == "" else None))
+        task.succeeded.connect(guarded(self, lambda imported: self._imported(task, chosen, imported)))
+        task.failed.connect(guarded(self, lambda error: self._task_failed(task, error, changed=False)))
         self._run(task)
         self.show_message(f"Importing {chosen.name}…")
         return True

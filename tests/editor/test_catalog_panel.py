@@ -224,10 +224,19 @@ def _wait_installed(qtbot, panel) -> str:
 
 
 def test_a_download_shows_progress_and_ends_in_the_model_list(qtbot, model_panel, settings, hub_server):
+    from PySide6.QtCore import QTimer
+
     c = model_panel.catalog
     hub_server.slow(150_000)
     _start(qtbot, model_panel)
     assert c.cancel_button.isEnabled() and not c.download_button.isEnabled()
+    # The GUI thread goes on while the model comes in: a timer on it keeps ticking.
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(c.downloads.is_active(REPO)))
+    timer.start(10)
+    qtbot.waitUntil(lambda: ticks.count(True) >= 20, timeout=WAIT)
+    timer.stop()
     qtbot.waitUntil(lambda: _progress(model_panel) is not None and _progress(model_panel).done > 0, timeout=WAIT)
     first = _progress(model_panel).done
     qtbot.waitUntil(lambda: _progress(model_panel).done > first, timeout=WAIT)  # it advances
@@ -330,23 +339,28 @@ def test_remove_says_how_much_space_came_back(qtbot, model_panel, settings, hub_
 
 
 def test_dock_mid_download_screenshot(qtbot, model_panel, hub_server):
-    """artifacts/dock-mid-download.png: the Model dock as a designer sees it while a model comes
+    """artifacts/dock-mid-download.png: the Model dock as a designer sees it while SD-Turbo comes
     in from the (test) Hub, for the issue's note and for a look at the layout."""
     from pathlib import Path
 
     from editor.panels._common import PanelScrollArea
 
     c = model_panel.catalog
+    e = catalog.entry("sd-turbo")
+    hub_server.add_repo(e.repo, _catalog_repo(e, weights=400_000))
     scroll = PanelScrollArea(model_panel)
     qtbot.addWidget(scroll)
-    scroll.resize(340, 760)
+    scroll.resize(330, 760)
     scroll.show()
     qtbot.waitExposed(scroll)
-    hub_server.slow(60_000)
-    _start(qtbot, model_panel)
+    hub_server.slow(100_000)
+    c.select("sd-turbo")
+    with qtbot.waitSignal(c.downloads.started, timeout=WAIT):
+        assert c.download()
     c._items["sd-turbo"].setExpanded(True)
-    qtbot.waitUntil(lambda: _progress(model_panel) is not None
-                    and any(f.name == UNET and f.done > 50_000 for f in _progress(model_panel).files), timeout=WAIT)
+    qtbot.waitUntil(lambda: (p := c.downloads.last_progress("sd-turbo")) is not None
+                    and sum(1 for f in p.files if f.done >= f.total) >= 5 and 0.25 < p.done / p.total < 0.8,
+                    timeout=WAIT)
     artifacts = Path(__file__).resolve().parents[2] / "artifacts"
     artifacts.mkdir(exist_ok=True)
     path = artifacts / "dock-mid-download.png"
@@ -356,7 +370,7 @@ def test_dock_mid_download_screenshot(qtbot, model_panel, hub_server):
     qtbot.waitUntil(lambda: not c.downloads.active(), timeout=WAIT)
 
 
-def _catalog_repo(e) -> dict[str, bytes]:
+def _catalog_repo(e, weights: int = 100_000) -> dict[str, bytes]:
     """Files on the test Hub for a catalog entry: one per path or pattern it asks for."""
     import json
 
@@ -367,7 +381,7 @@ def _catalog_repo(e) -> dict[str, bytes]:
             files[path] = json.dumps({"_class_name": "StableDiffusionPipeline"} if path == "model_index.json"
                                      else {"name": path}).encode()
         else:
-            files[path] = bytes(range(256)) * 400
+            files[path] = (bytes(range(256)) * (weights // 256 + 1))[:weights]
     return files
 
 
@@ -414,3 +428,19 @@ def test_a_full_disk_is_said_before_anything_is_fetched(qtbot, model_panel, hub_
     assert sum(hub_server.served.values()) == 0
     qtbot.waitUntil(c.wait_ready, timeout=WAIT)
     assert c.state_of(REPO) != "installed" and c.download_button.isEnabled()
+
+
+def test_a_dock_closed_mid_download_leaves_no_thread_behind(qtbot, settings, hub_server, monkeypatch, tmp_path):
+    from editor.panels.models import ModelPanel
+
+    monkeypatch.setenv("QUICKBRUSH_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(catalog_module, "ask_licence", lambda parent, e: True)
+    hub_server.add_repo(REPO, tiny_repo())
+    hub_server.slow(50_000)
+    panel = ModelPanel(settings)  # not given to qtbot: the test deletes it
+    qtbot.waitUntil(panel.catalog.wait_ready, timeout=WAIT)
+    _start(qtbot, panel)
+    qtbot.waitUntil(lambda: _progress(panel) is not None and _progress(panel).done > 0, timeout=WAIT)
+    assert qt_downloads.running()
+    panel.deleteLater()
+    qtbot.waitUntil(lambda: not qt_downloads.running(), timeout=WAIT)
