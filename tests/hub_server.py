@@ -98,9 +98,10 @@ class HubServer:
 
     def start(self) -> "HubServer":
         handler = type("Handler", (_Handler,), {"hub": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="hub-server",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -173,6 +174,14 @@ class HubServer:
         if revision == "main":
             return repo, repo.main
         return repo, revision if revision in repo.commits else None
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # a client hanging up is no error here
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -414,9 +415,20 @@ class Download:
         self._samples: list[tuple[float, int]] = []  # (time, bytes fetched this run) for the speed
         self._fetched = 0
         self._last_report = 0.0
+        self._socket_lock = threading.Lock()
+        self._socket = None
 
     def cancel(self) -> None:
         self._cancelled.set()
+        # A read waiting on a silent server would only notice at its timeout: shut the socket
+        # under it (closing the response from another thread does not wake a blocked recv).
+        with self._socket_lock:
+            sock, self._socket = self._socket, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def cancelled(self) -> bool:
@@ -565,6 +577,10 @@ class Download:
                         part.unlink(missing_ok=True)
                         continue
                     hf_raise_for_status(response)
+                    with self._socket_lock:
+                        stream = response.extensions.get("network_stream")
+                        self._socket = stream.get_extra_info("socket") if stream is not None else None
+                    self._check_cancel()
                     mode = "ab" if have and response.status_code == 206 else "wb"
                     if mode == "wb":
                         f.done = 0
@@ -579,6 +595,7 @@ class Download:
                     if f.done < f.size:
                         raise httpx2.RemoteProtocolError("the connection ended before the file did")
             except httpx2.TransportError as exc:
+                self._check_cancel()
                 failures = 0 if progressed else failures + 1
                 if failures >= ATTEMPTS:
                     raise _network_error(exc, plan.entry, f, timeout) from exc
@@ -586,8 +603,14 @@ class Download:
                 continue
             except JobError:
                 raise
+            except OSError as exc:
+                self._check_cancel()
+                raise _disk_error(exc, plan.entry, part) from exc
             except Exception as exc:  # noqa: BLE001 - HTTP errors in the designer's words
                 raise _hub_error(exc, plan.entry) from exc
+            finally:
+                with self._socket_lock:
+                    self._socket = None
             if f.done >= f.size:
                 break
         os.replace(part, blob)
@@ -721,6 +744,17 @@ def _hub_error(exc: BaseException, e: Entry) -> JobError:
         return NetworkUnavailable(f"The Hugging Face Hub refused the download (error {status}); try again "
                                   "later.", str(exc))
     return ModelMissing(f"Could not download {e.name}.", f"{type(exc).__name__}: {exc}")
+
+
+def _disk_error(exc: OSError, e: Entry, part: Path) -> JobError:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(part.parent).free if part.parent.exists() else 0
+        return DiskFull(f"The disk filled up while downloading {e.name}.",
+                        f"What was fetched is kept in {part.parent}; free some space and download again "
+                        f"to continue. {exc}", needed=0, free=free)
+    return JobError(f"Could not save {e.name}: {exc.strerror or exc}.", f"{part}: {exc!r}")
 
 
 def _network_error(exc: BaseException, e: Entry, f: _File, timeout: float) -> NetworkUnavailable:

@@ -338,3 +338,60 @@ def test_downloads_imports_nothing_heavy():
                                      (50_000, "50.0 kB")])
 def test_human_bytes(n, text):
     assert downloads.human_bytes(n) == text
+
+
+def test_cancel_interrupts_a_silent_server(hub_server, monkeypatch):
+    """Cancel does not wait for the read timeout while the server sends nothing."""
+    import threading
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 60)
+    hub_server.add_repo("tiny/model", repo_files())
+    hub_server.stall()
+    download = downloads.Download(make_entry())
+    result = {}
+
+    def work():
+        try:
+            download.run()
+        except Exception as exc:  # noqa: BLE001 - the test looks at which
+            result["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    while thread.is_alive() and download._socket is None:  # the first file's headers came
+        thread.join(0.01)
+    download.cancel()
+    thread.join(20)
+    assert not thread.is_alive() and isinstance(result.get("error"), Cancelled)
+
+
+def test_a_disk_that_fills_up_mid_download(hub_server, monkeypatch):
+    import builtins
+    import errno
+
+    hub_server.add_repo("tiny/model", repo_files())
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return Full(handle) if str(path).endswith(".incomplete") else handle
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(downloads.DiskFull) as info:
+        downloads.Download(make_entry()).run()
+    assert "filled up" in info.value.message
