@@ -212,9 +212,14 @@ def _own_state(e: Entry) -> str:
         # but were never checked here: not installed until a download checks them.
         if not e.files:
             return "partial"
+        with _records_lock:
+            # Files another entry downloaded (the two LCM-LoRA entries share one) are not ours.
+            claimed = {str(Path(r["snapshot"]) / n) for r in _read_records().values()
+                       if isinstance(r, dict) and r.get("snapshot") for n in r.get("files", {})}
         snapshots = folder / "snapshots"
         for snapshot in (snapshots.iterdir() if snapshots.is_dir() else ()):
-            names = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()]
+            names = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*")
+                     if p.is_file() and str(p) not in claimed]
             if any(fnmatch.fnmatchcase(n, pattern) for n in names for pattern in e.files):
                 return "partial"
         if any(p.name.endswith(".incomplete") for p in blobs.iterdir()):

@@ -395,3 +395,21 @@ def test_a_disk_that_fills_up_mid_download(hub_server, monkeypatch):
     with pytest.raises(downloads.DiskFull) as info:
         downloads.Download(make_entry()).run()
     assert "filled up" in info.value.message
+
+
+def test_two_entries_sharing_a_file_keep_it_until_both_are_removed(hub_server, monkeypatch):
+    """The catalog's two LCM-LoRA entries (on SD 1.5 and on its inpainting model) are one file."""
+    hub_server.add_repo("tiny/model", repo_files())
+    hub_server.add_repo("tiny/lora", {"pytorch_lora_weights.safetensors": os.urandom(20_000)})
+    base = make_entry()
+    first = make_entry(repo="tiny/lora", id="lora-a", files=("pytorch_lora_weights.safetensors",), kind="lora",
+                       base=base.id, capabilities=("generate", "lora"))
+    second = dataclasses.replace(first, id="lora-b")
+    monkeypatch.setattr(catalog, "_load", lambda: (base, first, second))
+    downloads.Download(first).run()
+    before = len(hub_server.requests)
+    downloads.Download(second).run()
+    assert not any(m == "GET" and "/resolve/" in p for m, p, _ in hub_server.requests[before:])
+    assert downloads.remove(first) == 0  # still used by the other entry
+    assert downloads.state(second) == "installed" and downloads.state(first) == "absent"
+    assert downloads.remove(second) == 20_000
