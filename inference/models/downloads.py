@@ -530,9 +530,10 @@ class Download:
             self._check_cancel()
             blob = folder / "blobs" / f.etag
             pointer = snapshot / f.name
+            digest = None
             if not blob.exists() and not (pointer.is_file() and not pointer.is_symlink()):
-                self._download(plan, f, blob)
-            self._verify(f, blob if blob.exists() else pointer)
+                digest = self._download(plan, f, blob)
+            self._verify(f, blob if blob.exists() else pointer, digest)
         # The snapshot folder appears only once every file is checked: a half-downloaded model
         # never looks like a model folder to anything that scans the cache.
         checked: dict[str, dict] = {}
@@ -550,7 +551,9 @@ class Download:
         if e.kind == "decoder":
             _link_decoder(e, snapshot)
 
-    def _download(self, plan: _Plan, f: _File, blob: Path) -> None:
+    def _download(self, plan: _Plan, f: _File, blob: Path):
+        """Fetch `f` into its blob, resuming its partial file; returns the hash of what was written
+        (computed as it arrives, so a 5 GB file is not read again to check it)."""
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
         import httpx2
@@ -561,6 +564,7 @@ class Download:
         url = hf_hub_url(plan.entry.repo, f.name, revision=plan.commit, endpoint=constants.ENDPOINT)
         timeout = float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
         failures = 0
+        digest, hashed = None, -1
         while True:
             self._check_cancel()
             have = _size(part)
@@ -568,6 +572,8 @@ class Download:
                 part.unlink()
                 have = 0
             f.done = have
+            if hashed != have:
+                digest, hashed = self._hash(f, part, have), have
             if have == f.size:
                 break
             headers = build_hf_headers()
@@ -589,9 +595,12 @@ class Download:
                     mode = "ab" if have and response.status_code == 206 else "wb"
                     if mode == "wb":
                         f.done = 0
+                        digest, hashed = _hasher(f), 0
                     with open(part, mode) as out:
                         for chunk in response.iter_raw():
                             out.write(chunk)
+                            digest.update(chunk)
+                            hashed += len(chunk)
                             f.done += len(chunk)
                             self._fetched += len(chunk)
                             progressed = True
@@ -619,19 +628,38 @@ class Download:
             if f.done >= f.size:
                 break
         os.replace(part, blob)
+        return digest if hashed == f.size else None
+
+    def _hash(self, f: _File, path: Path, length: int):
+        """The hash of the first `length` bytes of `path` (a partial file being resumed)."""
+        digest = _hasher(f)
+        if length:
+            self._report(force=True, current=f.shown, stage="verify")
+            with open(path, "rb") as handle:
+                left = length
+                while left and (block := handle.read(min(8 << 20, left))):
+                    digest.update(block)
+                    left -= len(block)
+                    self._check_cancel()
+                    self._report(current=f.shown, stage="verify")
+        return digest
 
     def _pause(self, seconds: float) -> None:
         if self._cancelled.wait(seconds):
             self._check_cancel()
 
-    def _verify(self, f: _File, path: Path) -> None:
+    def _verify(self, f: _File, path: Path, digest=None) -> None:
+        """Check `path` against the Hub's size and hash (`digest`: already computed while it
+        downloaded); a mismatch deletes it and raises Corrupt."""
         self._report(force=True, current=f.shown, stage="verify")
         size = _size(path)
-        digest = hashlib.sha256() if f.sha256 else hashlib.sha1(b"blob %d\0" % size)
-        with open(path, "rb") as handle:
-            while block := handle.read(8 << 20):
-                digest.update(block)
-                self._check_cancel()
+        if digest is None or size != f.size:
+            digest = hashlib.sha256() if f.sha256 else hashlib.sha1(b"blob %d\0" % size)
+            with open(path, "rb") as handle:
+                while block := handle.read(8 << 20):
+                    digest.update(block)
+                    self._check_cancel()
+                    self._report(current=f.shown, stage="verify")
         expected = f.sha256 or f.blob_id
         if size != f.size or digest.hexdigest() != expected:
             path.unlink(missing_ok=True)
@@ -662,6 +690,12 @@ class Download:
         self.on_progress(Progress(self.entry.id, [FileProgress(f.shown, min(f.done, f.size), f.size)
                                                   for f in self._files],
                                   done, total, speed, left, current, stage))
+
+
+def _hasher(f: _File):
+    # LFS files are checked by sha256; small files by their git blob id, which hashes a header
+    # naming the size first (the Hub's size: a file of another size fails the size check anyway).
+    return hashlib.sha256() if f.sha256 else hashlib.sha1(b"blob %d\0" % f.size)
 
 
 def _partial(repo_folder: Path, f: _File) -> Path:
