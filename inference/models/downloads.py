@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.jobs import BadInput, Cancelled, JobError, LoraRef, ModelMissing, ModelRef, NetworkUnavailable
-from inference.models.catalog import Entry, licence_accepted, requires
+from inference.models.catalog import Entry, licence_accepted, pipeline_problem, requires
 
 __all__ = [
     "Corrupt", "DiskFull", "Download", "FileProgress", "LicenceRequired", "Progress", "human_bytes",
@@ -457,6 +457,9 @@ class Download:
         if not chain:
             return installed_path(e)
         for x in chain:
+            problem = pipeline_problem(x)
+            if problem:  # before fetching gigabytes this installation could not run
+                raise ModelMissing(problem, f"{x.repo} needs diffusers' {x.pipeline}.")
             if not licence_accepted(x):
                 raise LicenceRequired(f"{x.name} is under the {x.licence}, which must be accepted before "
                                       "it is downloaded.", f"Read it at {x.licence_url}.")

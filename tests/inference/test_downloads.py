@@ -413,3 +413,11 @@ def test_two_entries_sharing_a_file_keep_it_until_both_are_removed(hub_server, m
     assert downloads.remove(first) == 0  # still used by the other entry
     assert downloads.state(second) == "installed" and downloads.state(first) == "absent"
     assert downloads.remove(second) == 20_000
+
+
+def test_a_model_this_diffusers_cannot_run_is_not_downloaded(hub_server):
+    hub_server.add_repo("tiny/model", repo_files())
+    with pytest.raises(ModelMissing) as info:
+        downloads.Download(make_entry(pipeline="NoSuchPipelineAnywhere")).run()
+    assert "newer diffusers" in info.value.message and not hub_server.requests
+    assert downloads.Download(make_entry(pipeline="StableDiffusionPipeline")).run().is_dir()
