@@ -50,9 +50,10 @@ from editor.banner import ErrorBanner
 from editor.downloads import BackgroundTask, DownloadManager, as_job_error, guarded
 from editor.panels._common import HintLabel
 from editor.settings import Settings
-from inference.jobs import Cancelled, JobError
+from inference.jobs import Cancelled, JobError, ModelMissing, ModelRef
 
 ENTRY_ROLE = Qt.ItemDataRole.UserRole  # the catalog id, on a top-level row
+CATALOG_PREFIX = "catalog:"  # settings.model of a catalog LoRA entry: "catalog:sd15-lcm"
 LINK_ROLE = Qt.ItemDataRole.UserRole + 1  # a licence's address, on its detail row
 
 FILTERS = (
@@ -660,7 +661,7 @@ class CatalogPanel(QWidget):
         self.download_button.setText("Resume" if state == "partial" and not active else "Download")
         self.cancel_button.setEnabled(active)
         self.remove_button.setEnabled(fetchable and not active and state in ("installed", "partial"))
-        self.use_button.setEnabled(e is not None and state == "installed" and e.kind in ("pipeline", "builtin")
+        self.use_button.setEnabled(e is not None and state == "installed" and e.kind in ("pipeline", "builtin", "lora")
                                    and e.id in self._sources)
         self._show_progress(e.id if e is not None else None)
 
@@ -756,7 +757,7 @@ class CatalogPanel(QWidget):
     def _download_finished(self, entry_id: str, _path) -> None:
         e = self.entry(entry_id)
         self.show_message(f"{e.name} is installed"
-                          + (": choose it in the Model list, or press Use." if e.kind == "pipeline" else "."))
+                          + (": choose it in the Model list, or press Use." if e.kind in ("pipeline", "lora") else "."))
         self._after_change()
 
     def _download_failed(self, entry_id: str, error) -> None:
@@ -790,16 +791,44 @@ class CatalogPanel(QWidget):
     def _removed(self, task: BackgroundTask, e, source: str | None, freed) -> None:
         self._forget(task)
         self.show_message(f"{e.name} removed: {human_bytes(int(freed or 0))} freed.")
-        if source and self.settings.model == source:
+        if self.settings.model in ({source, CATALOG_PREFIX + e.id} if e.kind != "lora" else {CATALOG_PREFIX + e.id}):
             self.settings.reset("model")  # the next job uses the default model, not a missing one
         self._sources.pop(e.id, None)
         self._after_change()
 
     def use(self, entry_id: str | None = None) -> None:
+        """Make an installed entry the model jobs run on (a LoRA entry: its base with the LoRA)."""
         e = self.entry(entry_id) if entry_id is not None else self._current_entry()
         if e is None or e.id not in self._sources:
             return
-        self.settings.model = self._sources[e.id]
+        self.settings.model = self.setting_for(e)
+
+    def setting_for(self, e) -> str:
+        """What settings.model holds when this entry is chosen: its folder, or for a LoRA entry
+        (a base model and a LoRA, which one path cannot say) "catalog:<id>"."""
+        return CATALOG_PREFIX + e.id if e.kind == "lora" else self._sources.get(e.id, "")
+
+    def installed_loras(self) -> list[Any]:
+        """Installed LoRA entries (their base models too): each is a model to choose."""
+        return [e for e in self.all_entries() if e.kind == "lora" and self._states.get(e.id) == "installed"]
+
+    def model_ref(self, source: str) -> ModelRef | None:
+        """The ModelRef a job runs for a source the catalog installed: with the entry's preset,
+        and for "catalog:<id>" the LoRA entry's base model with the LoRA. None for other sources.
+        ModelMissing when a chosen catalog entry is gone."""
+        downloads = self._api("downloads")
+        if source.startswith(CATALOG_PREFIX):
+            entry_id = source[len(CATALOG_PREFIX):]
+            try:
+                e = self.entry(entry_id)
+            except KeyError:
+                raise ModelMissing(f"{entry_id} is not in the model catalog any more: choose another model.") \
+                    from None
+            return downloads.model_ref(e)
+        e = self.installed_sources().get(source)
+        if e is not None and e.kind == "pipeline" and e.preset:
+            return ModelRef(source, preset=e.preset)
+        return None
 
     # ------------------------------------------------------------------ typed repo id
 

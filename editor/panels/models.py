@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from editor.panels._common import HintLabel, SettingBinding, section_label
-from editor.panels.catalog import CatalogPanel
+from editor.panels.catalog import CATALOG_PREFIX, CatalogPanel
 from editor.settings import Settings
 from inference import runtimes
 from inference.jobs import ModelRef, Refine, Result
@@ -50,6 +50,7 @@ TASK_LABELS = {
     "text2img": "text to image",
     "inpaint": "inpainting",
     "edit": "instruction edit",
+    "text2img+edit": "text to image and edit",
     "lora": "LoRA, not a model",
     "unknown": "unknown kind",
 }
@@ -143,6 +144,8 @@ def _catalog_task(entry) -> str:
     caps = set(entry.capabilities)
     if {"generate", "inpaint", "edit"} <= caps:
         return "all"
+    if {"generate", "edit"} <= caps:
+        return "text2img+edit"
     if "edit" in caps:
         return "edit"
     if "inpaint" in caps and "generate" not in caps:
@@ -307,11 +310,26 @@ class ModelPanel(QWidget):
         for source, entry in installed.items():
             if source not in seen and entry.kind == "pipeline":
                 listed.append(ModelInfo(entry.name, source, "catalog", _catalog_task(entry), entry.pipeline or ""))
+        for entry in catalog.installed_loras():  # a base model with a LoRA: one choice
+            listed.append(ModelInfo(entry.name, CATALOG_PREFIX + entry.id, "catalog", _catalog_task(entry)))
         return listed
 
-    def effective_model(self) -> str:
-        """The model source jobs use: the chosen one, or the default (built-in or first installed)."""
+    def chosen_model(self) -> str:
+        """The chosen model as the settings hold it (a catalog LoRA entry as "catalog:<id>"), or
+        the default (built-in or first installed)."""
         return self.settings.model or (_default_source(self._models) if self._models else store.default_model())
+
+    def effective_model(self) -> str:
+        """The model source jobs use: the chosen one, or the default (built-in or first installed);
+        for a catalog LoRA entry, its base model's folder."""
+        chosen = self.chosen_model()
+        if chosen.startswith(CATALOG_PREFIX):
+            try:
+                ref = self.catalog.model_ref(chosen)
+            except Exception:  # noqa: BLE001 - gone since: the job will say so (model_ref raises)
+                return chosen
+            return ref.source if ref is not None else chosen
+        return chosen
 
     def _show_model(self, source: str) -> None:
         combo = self.model_combo
@@ -351,8 +369,11 @@ class ModelPanel(QWidget):
         return path
 
     def model_ref(self) -> ModelRef:
-        """The model the next job runs on."""
-        return ModelRef(self.effective_model())
+        """The model the next job runs on: a catalog model with its preset (and a LoRA entry's
+        LoRA), anything else as it is named. ModelMissing when a chosen catalog model is gone."""
+        chosen = self.chosen_model()
+        ref = self.catalog.model_ref(chosen)
+        return ref if ref is not None else ModelRef(chosen)
 
     def set_status(self, text: str) -> None:
         """What the worker says about the model: "Loading…", "Loaded on CUDA in 3.1 s", an error."""

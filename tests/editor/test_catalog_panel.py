@@ -3,6 +3,8 @@ server with progress, cancel and resume, corrupt files, remove, import and typed
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import QSettings
 
@@ -16,6 +18,7 @@ from editor.panels.catalog import (
     progress_line,
 )
 from editor.settings import Settings
+from inference.jobs import ModelRef
 from inference.models import catalog
 
 WAIT = 30000  # ms: generous, for a loaded CI machine; nothing here measures time
@@ -30,7 +33,7 @@ def settings(qapp, tmp_path):
 def _no_threads_left():
     yield
     qt_downloads.shutdown_all()
-    assert not qt_downloads.running()
+    assert not qt_downloads.running(), [task.what for task in qt_downloads.running()]
 
 
 @pytest.fixture
@@ -341,18 +344,13 @@ def test_remove_says_how_much_space_came_back(qtbot, model_panel, settings, hub_
 def test_dock_mid_download_screenshot(qtbot, model_panel, hub_server):
     """artifacts/dock-mid-download.png: the Model dock as a designer sees it while SD-Turbo comes
     in from the (test) Hub, for the issue's note and for a look at the layout."""
-    from pathlib import Path
-
-    from editor.panels._common import PanelScrollArea
-
     c = model_panel.catalog
     e = catalog.entry("sd-turbo")
     hub_server.add_repo(e.repo, _catalog_repo(e, weights=400_000))
-    scroll = PanelScrollArea(model_panel)
-    qtbot.addWidget(scroll)
-    scroll.resize(330, 760)
-    scroll.show()
-    qtbot.waitExposed(scroll)
+    # The dock's own size (no scroll area: it would own the panel the fixture hands out).
+    model_panel.resize(330, 760)
+    model_panel.show()
+    qtbot.waitExposed(model_panel)
     hub_server.slow(100_000)
     c.select("sd-turbo")
     with qtbot.waitSignal(c.downloads.started, timeout=WAIT):
@@ -364,7 +362,7 @@ def test_dock_mid_download_screenshot(qtbot, model_panel, hub_server):
     artifacts = Path(__file__).resolve().parents[2] / "artifacts"
     artifacts.mkdir(exist_ok=True)
     path = artifacts / "dock-mid-download.png"
-    assert scroll.grab().save(str(path))
+    assert model_panel.grab().save(str(path))
     assert path.stat().st_size > 5000
     c.cancel()
     qtbot.waitUntil(lambda: not c.downloads.active(), timeout=WAIT)
@@ -444,3 +442,45 @@ def test_a_dock_closed_mid_download_leaves_no_thread_behind(qtbot, settings, hub
     assert qt_downloads.running()
     panel.deleteLater()
     qtbot.waitUntil(lambda: not qt_downloads.running(), timeout=WAIT)
+
+
+def test_a_lora_entry_downloads_its_base_and_is_chosen_as_one_model(qtbot, model_panel, settings, hub_server,
+                                                                    monkeypatch):
+    from inference.jobs import LoraRef
+
+    c = model_panel.catalog
+    lora, base = catalog.entry("sd15-lcm"), catalog.entry("sd15")
+    hub_server.add_repo(base.repo, _catalog_repo(base))
+    hub_server.add_repo(lora.repo, _catalog_repo(lora))
+    c.select(lora.id)
+    with qtbot.waitSignal(c.downloads.started, timeout=WAIT):
+        c.download_button.click()
+    qtbot.waitUntil(lambda: c.wait_ready() and not c.downloads.active() and c.state_of(lora.id) == "installed",
+                    timeout=WAIT)
+    assert c.state_of(base.id) == "installed", "the base model came with it"
+    choice = "catalog:" + lora.id
+    labels = {model_panel.model_combo.itemData(i): model_panel.model_combo.itemText(i)
+              for i in range(model_panel.model_combo.count())}
+    assert labels[choice] == f"{lora.name} — text to image"
+    c.select(lora.id)
+    assert c.use_button.isEnabled()
+    c.use()
+    assert settings.model == choice
+    base_folder = c.installed_sources_by_id()[base.id]
+    ref = model_panel.model_ref()
+    assert ref.source == base_folder and ref.preset == lora.preset
+    assert [Path(x.source).name for x in ref.loras] == ["pytorch_lora_weights.safetensors"]
+    assert all(isinstance(x, LoraRef) for x in ref.loras)
+    assert model_panel.effective_model() == base_folder
+
+    # The base alone is chosen with its own preset.
+    c.select(base.id)
+    c.use()
+    assert model_panel.model_ref() == ModelRef(base_folder, preset=base.preset)
+
+    # Removing the LoRA leaves the base, and a base chosen stays chosen.
+    monkeypatch.setattr(catalog_module, "confirm_remove", lambda parent, e: True)
+    assert c.remove(lora.id)
+    qtbot.waitUntil(lambda: c.wait_ready() and c.state_of(lora.id) == "absent", timeout=WAIT)
+    assert c.state_of(base.id) == "installed" and settings.model == base_folder
+    assert model_panel.model_combo.findData(choice) < 0
