@@ -204,7 +204,11 @@ def _own_state(e: Entry) -> str:
         if ok and covered and files:
             return "installed"
     if record is not None:
-        return "partial"
+        # A download that started: partial while any of its files or parts is on disk.
+        kept = [Path(b) for b in record.get("blobs", [])] + [Path(b + ".incomplete") for b in record.get("blobs", [])]
+        kept += [Path(record["snapshot"]) / n for n in record.get("files", {})]
+        if any(os.path.lexists(p) for p in kept):
+            return "partial"
     folder = _repo_folder(e.repo)
     blobs = folder / "blobs"
     if blobs.is_dir() and any(blobs.iterdir()):
