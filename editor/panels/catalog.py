@@ -286,6 +286,7 @@ class CatalogPanel(QWidget):
         self._states: dict[str, str] = {}
         self._sources: dict[str, str] = {}  # installed entry id -> ModelRef source
         self._items: dict[str, QTreeWidgetItem] = {}
+        self._problems: dict[str, str | None] = {}
         self._states_task: BackgroundTask | None = None
         self._states_again = False
         self._tasks: list[BackgroundTask] = []  # imports and removals in flight
@@ -345,7 +346,7 @@ class CatalogPanel(QWidget):
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.tree.setIndentation(14)
-        self.tree.setMinimumHeight(150)
+        self.tree.setMinimumHeight(112)  # three rows: a 768 px screen keeps the dock short
         self.tree.setItemDelegateForColumn(0, _EntryDelegate(self.tree))
         header = self.tree.header()
         header.setStretchLastSection(False)
@@ -596,6 +597,9 @@ class CatalogPanel(QWidget):
         item.setText(1, self._size_cell(e, self._status_text(e)))
         item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         tip = entry_tooltip(e, state, runtime)
+        problem = self._pipeline_problem(e)
+        if problem:
+            tip += f"\n{problem}"
         for column in range(2):
             item.setToolTip(column, tip)
         self._fill_details(item, e, runtime)
@@ -612,6 +616,9 @@ class CatalogPanel(QWidget):
                          + (" (a large model)" if e.large else ""), None))
         if e.base:
             rows.append(("Applies to", e.base, None))
+        problem = self._pipeline_problem(e)
+        if problem:
+            rows.append(("Note", problem, None))
         if runtime:
             rows.append(("Runs on", runtime, None))
         if e.repo:
@@ -626,6 +633,19 @@ class CatalogPanel(QWidget):
                 child.setData(0, LINK_ROLE, url)
                 child.setForeground(0, self.palette().link())
         item.setExpanded(expanded)
+
+    def _pipeline_problem(self, e) -> str | None:
+        """Why this installation cannot run the entry's pipeline (FLUX.2 klein on an older
+        diffusers), asked once per entry: it reads diffusers' own index of pipelines."""
+        if not getattr(e, "pipeline", None):
+            return None
+        if e.id not in self._problems:
+            check = getattr(self._api("catalog"), "pipeline_problem", None)
+            try:
+                self._problems[e.id] = check(e) if check is not None else None
+            except Exception:  # noqa: BLE001 - only a note; the download says what is wrong
+                self._problems[e.id] = None
+        return self._problems[e.id]
 
     def _open_link(self, item: QTreeWidgetItem, _column: int) -> None:
         url = item.data(0, LINK_ROLE)
