@@ -166,7 +166,7 @@ def test_a_full_disk_is_said_before_anything_is_fetched(hub_server, monkeypatch)
 def test_cancel_mid_download_then_resume(hub_server):
     files = repo_files(400_000)
     hub_server.add_repo("tiny/model", files)
-    hub_server.slow(400_000)  # about a second for the file: cancel lands mid-file
+    hub_server.slow(200_000)  # two seconds for the file: cancel lands mid-file
     e = make_entry()
     download = None
 
@@ -224,7 +224,7 @@ def test_remove_gives_the_space_back(hub_server):
 
 def test_remove_of_a_partial_download_deletes_its_part(hub_server):
     hub_server.add_repo("tiny/model", repo_files(400_000))
-    hub_server.slow(400_000)
+    hub_server.slow(200_000)
     e = make_entry()
     download = downloads.Download(e, lambda p: download.cancel() if p.done > 50_000 else None)
     with pytest.raises(Cancelled):
