@@ -366,7 +366,7 @@ class _ProgressLine:
         import time
 
         now = time.monotonic()
-        if self.quiet or (not final and now - self.last < (0.2 if self.tty else 5.0)):
+        if self.quiet or (not final and now - self.last < (0.2 if self.tty else 2.0)):
             return
         self.last = now
         text = _printable(text)
