@@ -284,12 +284,41 @@ def test_cancel_keeps_what_was_fetched_and_resume_finishes_it(qtbot, model_panel
     sent = hub_server.served.get(UNET, 0)
     assert 0 < sent < len(tiny_repo()[UNET])
 
+    # After a restart (a new dock), the same repository typed again goes on from what was kept.
+    from editor.panels.models import ModelPanel
+
     hub_server.slow(None)
-    with qtbot.waitSignal(c.downloads.started, timeout=WAIT):
-        assert c.download(REPO)
-    _wait_installed(qtbot, model_panel)
+    again = ModelPanel(model_panel.settings)
+    qtbot.addWidget(again)
+    qtbot.waitUntil(again.catalog.wait_ready, timeout=WAIT)
+    _start(qtbot, again)
+    _wait_installed(qtbot, again)
     resumed = [r for r in hub_server.requests if r[1].endswith(UNET) and r[2]]
     assert resumed, "the second download asked for the rest of the file (a Range request)"
+    assert hub_server.served[UNET] < 2 * len(tiny_repo()[UNET])
+
+
+def test_cancel_works_while_the_server_stalls(qtbot, model_panel, hub_server):
+    c = model_panel.catalog
+    hub_server.stall()
+    _start(qtbot, model_panel)
+    qtbot.waitUntil(lambda: any(r[1].startswith(f"/{REPO}/resolve/") and r[0] == "GET" for r in hub_server.requests),
+                    timeout=WAIT)
+    with qtbot.waitSignal(c.downloads.failed, timeout=WAIT) as failed:
+        c.cancel()
+    assert failed.args[1].kind == "cancelled" and "cancelled" in c.message_text()
+    assert not c.downloads.active() and c.download_button.isEnabled()
+
+
+def test_offline_says_so_and_fetches_nothing(qtbot, model_panel, hub_server, monkeypatch):
+    from huggingface_hub import constants
+
+    c = model_panel.catalog
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    _start(qtbot, model_panel)
+    with qtbot.waitSignal(c.downloads.failed, timeout=WAIT):
+        pass
+    assert "offline" in c.error_text() and sum(hub_server.served.values()) == 0
 
 
 def test_a_corrupt_file_is_an_error_and_never_installed(qtbot, model_panel, hub_server):
