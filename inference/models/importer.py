@@ -158,8 +158,8 @@ def file_is_whole(path: str | Path) -> bool:
 
 
 def _sdxl_lora_hint(keys: list[str]) -> bool:
-    return any(k.startswith(("lora_te2_", "lora_te_2")) or "text_encoder_2" in k or "te2" in k.split(".")[0]
-               for k in keys)
+    """SDXL's second text encoder, in kohya's (lora_te2_) or diffusers' (text_encoder_2.) names."""
+    return any(k.startswith(("lora_te2_", "text_encoder_2.")) for k in keys)
 
 
 def _lora_family(header: dict[str, dict]) -> str | None:
@@ -444,11 +444,13 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
     if pickles and not allow_pickle:
         raise pickle_refusal(pickles[0])
     root.mkdir(parents=True, exist_ok=True)
-    if source.is_file():
+    as_folder = source.is_dir() or detected.kind == "decoder"
+    if not as_folder:
         final_name = _free_name(name or source.stem, ".safetensors")
     else:
         default = source.name
         if detected.kind == "decoder" and name is None and source.name not in ("taesd", "taesdxl"):
+            # Where the diffusers backend looks for a family's tiny decoder (TINY_SHARED there).
             default = "taesdxl" if "xl" in source.name.lower() else "taesd"
         final_name = _free_name(name or default)
     final = root / final_name
@@ -456,7 +458,16 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
     _remove(temp)
     linked = False
     try:
-        if source.is_file():
+        if source.is_file() and detected.kind == "decoder":
+            # A tiny decoder is used as a diffusers folder: the file beside AutoencoderTiny's config
+            # (TAESD's and TAESDXL's are diffusers' defaults).
+            temp.mkdir()
+            total = source.stat().st_size
+            if on_progress:
+                on_progress(0, total)
+            _, linked = _copy_file(source, temp / "diffusion_pytorch_model.safetensors", 0, total, on_progress)
+            (temp / "config.json").write_text(json.dumps({"_class_name": "AutoencoderTiny"}) + "\n")
+        elif source.is_file():
             total = source.stat().st_size
             if detected.format == "pickle":
                 if on_progress:
@@ -498,8 +509,7 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
                     done, one_linked = _copy_file(file, target, done, total, on_progress)
                     linked = linked and one_linked
         if final.exists():  # taken while we copied
-            final = root / _free_name(final_name.removesuffix(".safetensors"),
-                                      ".safetensors" if source.is_file() else "")
+            final = root / _free_name(final_name.removesuffix(".safetensors"), "" if as_folder else ".safetensors")
         os.replace(temp, final)
     except BaseException:
         _remove(temp)

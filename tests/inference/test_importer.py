@@ -418,6 +418,35 @@ def test_a_tiny_decoder_folder_is_imported_as_the_familys_decoder(tmp_path, mode
     assert imported.path == models / "taesd"
 
 
+def test_a_single_file_tiny_decoder_becomes_the_familys_decoder_folder(tmp_path, models):
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny().save_pretrained(tmp_path / "saved")
+    single = shutil.copy(tmp_path / "saved" / "diffusion_pytorch_model.safetensors", tmp_path / "taesdxl.safetensors")
+    imported = importer.import_path(single)
+    assert (imported.detected.kind, imported.path) == ("decoder", models / "taesdxl")
+    loaded = AutoencoderTiny.from_pretrained(str(imported.path))
+    assert loaded.config.latent_channels == 4
+
+
+@pytest.mark.parametrize("keys, family", [
+    ({"lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)}, "sd1"),
+    ({"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": (8, 1024)}, "sd2"),
+    ({"lora_unet_input_blocks_4_1_transformer_blocks_1_attn2_to_k.lora_down.weight": (4, 2048)}, "sdxl"),
+    ({"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 1280)}, "sdxl"),
+    ({"lora_unet_conv_in.lora_down.weight": (4, 4, 3, 3)}, None),
+])
+def test_lora_families_come_from_their_cross_attention_width(tmp_path, keys, family):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "style.safetensors"
+    save_file({k: np.zeros(shape, np.float16) for k, shape in keys.items()}, str(path))
+    detected = importer.inspect(path)
+    assert (detected.kind, detected.family) == ("lora", family)
+
+
 @pytest.mark.parametrize("link", [True, False])
 def test_a_cancelled_import_leaves_nothing(models, monkeypatch, tiny_sd, tiny_sd_single_file, link):
     if not link:
