@@ -49,7 +49,7 @@ def _ldm_checkpoint(config_dir: Path, unet_only: bool = False) -> dict[str, tupl
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    read = lambda name: json.loads((config_dir / name / "config.json").read_text())  # noqa: E731
+    read = lambda name: json.loads((config_dir / name / "config.json").read_text())
     shapes = _ldm_unet(read("unet"))
     if unet_only:
         return shapes
@@ -84,7 +84,7 @@ def _ldm_family_checkpoint(config_dir: Path) -> dict[str, tuple]:
     """A whole original-layout checkpoint of a shipped config's architecture: SD 1.x's CLIP-L under
     cond_stage_model.transformer, SD 2.x's OpenCLIP-H under cond_stage_model.model (24 layers,
     the last unused), SDXL's two encoders under conditioner.embedders.0 and .1."""
-    read = lambda name: json.loads((config_dir / name / "config.json").read_text())  # noqa: E731
+    read = lambda name: json.loads((config_dir / name / "config.json").read_text())
     if not (config_dir / "text_encoder_2").is_dir() and read("text_encoder")["hidden_size"] == 768:
         return _ldm_checkpoint(config_dir)
     shapes = {k: v for k, v in _ldm_checkpoint(config_dir).items() if not k.startswith("cond_stage_model.")}
