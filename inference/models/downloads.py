@@ -37,6 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,6 +308,11 @@ def remove(e: Entry) -> int:
         folder = _repo_folder(e.repo)
         snapshot = Path(mine["snapshot"]) if mine.get("snapshot") else None
         names = set(mine.get("files", {})) | set(mine.get("planned", []))
+        # Blobs that other revisions' snapshots (or files another tool put in ours) point at stay.
+        mine_pointers = {str(snapshot / n) for n in names} if snapshot is not None else set()
+        for link in (folder / "snapshots").rglob("*") if (folder / "snapshots").is_dir() else ():
+            if link.is_symlink() and str(link) not in mine_pointers:
+                used_blobs.add(os.path.realpath(link))
         blobs = set(mine.get("blobs", []))
         if snapshot is not None:
             for name in names:
@@ -539,7 +545,9 @@ class Download:
             pointer = snapshot / f.name
             digest = None
             if not blob.exists() and not (pointer.is_file() and not pointer.is_symlink()):
-                digest = self._download(plan, f, blob)
+                with self._file_lock(blob):
+                    if not blob.exists():  # another download of the same file may have finished it
+                        digest = self._download(plan, f, blob)
             self._verify(f, blob if blob.exists() else pointer, digest)
         # The snapshot folder appears only once every file is checked: a half-downloaded model
         # never looks like a model folder to anything that scans the cache.
@@ -650,6 +658,27 @@ class Download:
                     self._check_cancel()
                     self._report(current=f.shown, stage="verify")
         return digest
+
+    @contextmanager
+    def _file_lock(self, blob: Path):
+        """One writer per partial file, across threads and processes (the two LCM-LoRA entries
+        share a file; the CLI and the app may download the same model)."""
+        from filelock import FileLock, Timeout
+
+        # Where huggingface_hub keeps its own locks, so its downloads and ours exclude each other.
+        path = _cache() / ".locks" / blob.parent.parent.name / f"{blob.name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        while True:
+            try:
+                lock.acquire(timeout=0.2)
+                break
+            except Timeout:
+                self._check_cancel()
+        try:
+            yield
+        finally:
+            lock.release()  # the lock file stays: removing it races with a waiting process
 
     def _pause(self, seconds: float) -> None:
         if self._cancelled.wait(seconds):

@@ -421,3 +421,43 @@ def test_a_model_this_diffusers_cannot_run_is_not_downloaded(hub_server):
         downloads.Download(make_entry(pipeline="NoSuchPipelineAnywhere")).run()
     assert "newer diffusers" in info.value.message and not hub_server.requests
     assert downloads.Download(make_entry(pipeline="StableDiffusionPipeline")).run().is_dir()
+
+
+def test_two_downloads_of_one_file_at_once_fetch_it_once(hub_server):
+    import threading
+
+    files = repo_files()
+    hub_server.add_repo("tiny/model", files)
+    hub_server.slow(1_000_000)
+    first, second = make_entry(id="first"), make_entry(id="second")
+    errors = []
+
+    def work(e):
+        try:
+            downloads.Download(e).run()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(e,)) for e in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert downloads.state(first) == downloads.state(second) == "installed"
+    assert hub_server.served[WEIGHTS] == len(files[WEIGHTS])
+
+
+def test_remove_keeps_blobs_another_revision_uses(hub_server):
+    from huggingface_hub import snapshot_download
+
+    files = repo_files()
+    hub_server.add_repo("tiny/model", files)
+    old = snapshot_download("tiny/model")  # another tool's copy of the first commit
+    changed = dict(files, **{"unet/config.json": b'{"sample_size": 16}'})
+    hub_server.add_repo("tiny/model", changed)
+    e = make_entry()
+    downloads.Download(e).run()  # the second commit: its weights are the same blob
+    reclaimed = downloads.remove(e)
+    assert reclaimed == len(changed["unet/config.json"])  # only what the other commit does not use
+    assert (Path(old) / WEIGHTS).read_bytes() == files[WEIGHTS]
