@@ -871,7 +871,10 @@ class CatalogPanel(QWidget):
         self._fill()
         self.select(e.id)
         self.repo_edit.clear()
-        started = self.download(e.id) if self.state_of(e.id) != "installed" else False
+        if self.state_of(e.id) == "installed":
+            self.show_message(f"{e.name} is already installed: choose it in the Model list, or press Use.")
+            return False
+        started = self.download(e.id)
         self.refresh_states()
         return started
 

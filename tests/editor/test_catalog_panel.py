@@ -354,6 +354,7 @@ def test_remove_says_how_much_space_came_back(qtbot, model_panel, settings, hub_
     c = model_panel.catalog
     _start(qtbot, model_panel)
     source = _wait_installed(qtbot, model_panel)
+    assert not c.add_repo(REPO) and "already installed" in c.message_text()
     c.select(REPO)
     c.use()
     asked = []
