@@ -13,6 +13,7 @@ The threads have no Qt parent: a panel closed while one runs must not destroy a 
 
 from __future__ import annotations
 
+import atexit
 import errno
 import threading
 import time
@@ -123,8 +124,12 @@ def shutdown_all(timeout_ms: int = 30000) -> None:
 def _hook_quit() -> None:
     global _quit_hooked
     app = QCoreApplication.instance()
-    if not _quit_hooked and app is not None:
-        app.aboutToQuit.connect(shutdown_all)
+    if not _quit_hooked:
+        if app is not None:
+            app.aboutToQuit.connect(shutdown_all)
+        # Also at interpreter exit (tests, scripts that never quit an app): a QThread destroyed
+        # while it runs aborts the process.
+        atexit.register(shutdown_all, 5000)
         _quit_hooked = True
 
 
