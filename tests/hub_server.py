@@ -96,7 +96,7 @@ class HubServer:
 
     # ------------------------------------------------------------------ set-up
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         handler = type("Handler", (_Handler,), {"hub": self})
         self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
@@ -188,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
     hub: HubServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+    def log_message(self, format, *args):
         pass  # tests read hub.requests, not stderr
 
     # ------------------------------------------------------------------ replies

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_huggingface_hub_downloads_from_it(hub_server):
     assert weights.size == len(FILES[weights.rfilename])
 
     path = hf_hub_download("tiny/model", "unet/diffusion_pytorch_model.safetensors")
-    assert open(path, "rb").read() == FILES["unet/diffusion_pytorch_model.safetensors"]
+    assert Path(path).read_bytes() == FILES["unet/diffusion_pytorch_model.safetensors"]
     folder = snapshot_download("tiny/model")
     assert sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs) \
         == sorted(FILES)
@@ -37,7 +38,7 @@ def test_a_dropped_connection_is_retried(hub_server):
     hub_server.drop_after(50_000)
     name = "unet/diffusion_pytorch_model.safetensors"
     path = hf_hub_download("tiny/model", name)
-    assert open(path, "rb").read() == FILES[name]
+    assert Path(path).read_bytes() == FILES[name]
     gets = [r for method, p, r in hub_server.requests if method == "GET" and p.endswith(name)]
     # huggingface_hub reads 10 MB chunks, so a drop inside the first one starts again from zero;
     # inference.models.downloads resumes from the byte it got to (test_downloads.py).

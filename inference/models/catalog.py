@@ -16,14 +16,24 @@ import re
 import threading
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC
 from functools import lru_cache
 from pathlib import Path
 
 from inference.jobs import BadInput
 
 __all__ = [
-    "CAPABILITIES", "KINDS", "Entry", "accept_licence", "entries", "entry", "for_repo", "licence_accepted",
-    "catalog_path", "pipeline_problem", "requires",
+    "CAPABILITIES",
+    "KINDS",
+    "Entry",
+    "accept_licence",
+    "catalog_path",
+    "entries",
+    "entry",
+    "for_repo",
+    "licence_accepted",
+    "pipeline_problem",
+    "requires",
 ]
 
 CAPABILITIES = ("generate", "inpaint", "edit", "decoder", "lora")
@@ -224,14 +234,14 @@ def licence_accepted(e: Entry) -> bool:
 
 def accept_licence(e: Entry) -> None:
     """Remember that the designer accepted `e`'s licence (in inference.files.data_dir())."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from inference.files import atomic_write
 
     with _licence_lock:
         data = _read_accepted()
         data[_licence_key(e)] = {"licence": e.licence, "url": e.licence_url,
-                                 "accepted": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                                 "accepted": datetime.now(UTC).isoformat(timespec="seconds")}
         path = _licences_file()
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")

@@ -41,7 +41,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.jobs import BadInput, Cancelled, JobError, LoraRef, ModelMissing, ModelRef, NetworkUnavailable
+from inference.jobs import (
+    BadInput,
+    Cancelled,
+    JobError,
+    LoraRef,
+    ModelMissing,
+    ModelRef,
+    NetworkUnavailable,
+)
 from inference.models.catalog import Entry, licence_accepted, pipeline_problem, requires
 
 __all__ = [
@@ -495,7 +503,7 @@ class Download:
         try:
             info = HfApi(endpoint=constants.ENDPOINT).model_info(
                 e.repo, revision=e.revision_or_main, files_metadata=True, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - sorted into the designer's words
+        except Exception as exc:  # sorted into the designer's words
             raise _hub_error(exc, e) from exc
         siblings = {s.rfilename: s for s in info.siblings or []}
         names = _choose(e, sorted(siblings))
@@ -569,9 +577,13 @@ class Download:
     def _download(self, plan: _Plan, f: _File, blob: Path):
         """Fetch `f` into its blob, resuming its partial file; returns the hash of what was written
         (computed as it arrives, so a 5 GB file is not read again to check it)."""
-        from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
         import httpx2
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import (
+            build_hf_headers,
+            get_session,
+            hf_raise_for_status,
+        )
 
         constants = _constants()
         part = _partial(blob.parent.parent, f)
@@ -635,7 +647,7 @@ class Download:
             except OSError as exc:
                 self._check_cancel()
                 raise _disk_error(exc, plan.entry, part) from exc
-            except Exception as exc:  # noqa: BLE001 - HTTP errors in the designer's words
+            except Exception as exc:  # HTTP errors, in the designer's words
                 raise _hub_error(exc, plan.entry) from exc
             finally:
                 with self._socket_lock:
@@ -791,8 +803,13 @@ def _choose(e: Entry, names: list[str]) -> list[str]:
 
 def _hub_error(exc: BaseException, e: Entry) -> JobError:
     import httpx2
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     if isinstance(exc, JobError):
         return exc
