@@ -461,3 +461,40 @@ def test_remove_keeps_blobs_another_revision_uses(hub_server):
     reclaimed = downloads.remove(e)
     assert reclaimed == len(changed["unet/config.json"])  # only what the other commit does not use
     assert (Path(old) / WEIGHTS).read_bytes() == files[WEIGHTS]
+
+
+def test_a_killed_download_resumes_in_the_next_process(hub_server, tmp_path):
+    """The partial file survives SIGKILL (no cleanup runs) and the next process continues it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from huggingface_hub import constants
+
+    files = repo_files(400_000)
+    hub_server.add_repo("tiny/model", files)
+    hub_server.slow(200_000)
+    code = ("from inference.models import catalog, downloads; "
+            "e = catalog.Entry(id='model', name='Tiny model', description='d.', kind='pipeline', "
+            "repo='tiny/model', revision=None, files=('model_index.json', 'unet/*'), capabilities=('generate',), "
+            "preset='default', base=None, download_bytes=1, memory_bytes=1, licence='MIT', "
+            "licence_url='https://example.org', commercial=True); downloads.Download(e).run()")
+    env = dict(os.environ, HF_ENDPOINT=hub_server.url, HF_HUB_CACHE=constants.HF_HUB_CACHE, HF_HUB_OFFLINE="0")
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(Path(__file__).parents[2]))
+    blobs = downloads._repo_folder("tiny/model") / "blobs"
+    try:
+        while child.poll() is None:
+            parts = list(blobs.glob("*.incomplete")) if blobs.is_dir() else []
+            if parts and parts[0].stat().st_size > 50_000:
+                break
+            time.sleep(0.02)
+        assert child.poll() is None, "the child finished before it could be killed"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    kept = next(blobs.glob("*.incomplete")).stat().st_size
+    hub_server.reset()
+    path = downloads.Download(make_entry()).run()
+    assert (path / WEIGHTS).read_bytes() == files[WEIGHTS]
+    assert file_gets(hub_server, WEIGHTS)[-1] == f"bytes={kept}-"
