@@ -157,7 +157,7 @@ def _tooltip(entry: HistoryEntry) -> str:
         lines.append(_html(job.prompt))
     if job.negative_prompt:
         lines.append(f"<i>Negative:</i> {_html(job.negative_prompt)}")
-    lines.append(f"Seed {job.seed}" + (f" · {job.steps} steps" if job.steps else "")
+    lines.append(f"Seed {job.seed}" + (f" · {_steps(job.steps)}" if job.steps else "")
                  + (f" · guidance {job.guidance:g}" if job.guidance is not None else ""))
     if entry.image is not None:
         lines.append(f"{entry.image.width} × {entry.image.height} px")
@@ -168,6 +168,10 @@ def _tooltip(entry: HistoryEntry) -> str:
     return "<br>".join(lines)
 
 
+def _steps(count: int) -> str:
+    return "1 step" if count == 1 else f"{count} steps"
+
+
 def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
 
@@ -176,7 +180,7 @@ def _details(entry: HistoryEntry, applied: bool = False) -> str:
     parts = ["applied"] if applied else []
     parts.append(f"seed {entry.seed}")
     if entry.job.steps:
-        parts.append(f"{entry.job.steps} steps")
+        parts.append(_steps(entry.job.steps))
     total = entry.result.timings.get("total") if entry.result.timings else None
     if total:
         parts.append(f"{total:.1f} s")

@@ -806,3 +806,16 @@ def test_ctrl_enter_in_a_prompt_box_generates_instead_of_adding_a_line(prompt, q
     assert prompt.prompt_edit.toPlainText() == "red apple" and prompt.negative_edit.toPlainText() == ""
     qtbot.keyClick(prompt.prompt_edit, Qt.Key.Key_Return)
     assert prompt.prompt_edit.toPlainText().count("\n") == 1, "plain Enter still starts a new line"
+
+
+def test_history_says_1_step_not_1_steps():
+    import dataclasses
+
+    from editor.history import HistoryEntry
+    from editor.panels import history
+
+    four = make_result()
+    one = HistoryEntry(dataclasses.replace(four, job=four.job.replace(steps=1)))
+    assert "1 step" in history._details(one) and "1 steps" not in history._details(one)
+    assert "1 step" in history._tooltip(one) and "1 steps" not in history._tooltip(one)
+    assert "4 steps" in history._details(HistoryEntry(four)) and "4 steps" in history._tooltip(HistoryEntry(four))
