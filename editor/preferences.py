@@ -44,7 +44,7 @@ RUNTIME_CHOICES = (
     ("openvino", "OpenVINO"),
 )
 RUNTIME_TIP = ("Which library runs Stable Diffusion models on the CPU. Automatic times each one on the first use "
-               "of a model (about a minute, once) and keeps the fastest whose pictures match. The built-in model "
+               "of a model (a few minutes, once) and keeps the fastest whose pictures match. The built-in model "
                "always runs on ONNX Runtime.")
 NO_OPENVINO = "OpenVINO is not installed here (pip install openvino), so models run on PyTorch."
 FAST_DECODE_TEXT = "Decode finals with the tiny decoder"
@@ -162,7 +162,7 @@ class PreferencesDialog(QDialog):
 
         self.forget_button = QPushButton("Forget measured speeds")
         self.forget_button.setToolTip("Time the runtimes again: each model is measured anew the next time it "
-                                      "loads (about a minute, once). Models loaded now keep their runtime.")
+                                      "loads (a few minutes, once). Models loaded now keep their runtime.")
         self.forget_button.clicked.connect(self._forget_speeds)
         self.forget_note = HintLabel("", wrap=True)
         self.forget_note.hide()

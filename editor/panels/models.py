@@ -103,7 +103,7 @@ def speed_text(seconds: float) -> str:
     return f"{seconds:.1f} s an image" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms an image"
 
 
-FIRST_USE = "chosen on first use (timed once, about a minute)"
+FIRST_USE = "chosen on first use (timed once, a few minutes)"
 
 
 def remembered_runtime(source: str, settings: Settings) -> str:
