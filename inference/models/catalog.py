@@ -140,12 +140,22 @@ def entry(entry_id: str) -> Entry:
     for e in _load():
         if e.id == entry_id:
             return e
-    for e in _load():
-        if e.repo is not None and e.repo.lower() == entry_id.lower() and e.kind == "pipeline":
-            return e
+    found = _by_repo(entry_id)
+    if found is not None:
+        return found
     raise BadInput(f"There is no model called {entry_id!r} in the catalog.",
                    f"Known models: {', '.join(e.id for e in _load())}. Any Hub repository id "
                    "(owner/name) can be downloaded too.")
+
+
+def _by_repo(repo_id: str) -> Entry | None:
+    """The catalog's entry for a repository: its pipeline, or the one entry that uses it (the
+    LCM-LoRA repository serves two entries, and is then no answer)."""
+    same = [e for e in _load() if e.repo is not None and e.repo.lower() == repo_id.lower()]
+    pipelines = [e for e in same if e.kind == "pipeline"]
+    if len(pipelines) == 1:
+        return pipelines[0]
+    return same[0] if len(same) == 1 else None
 
 
 def for_repo(repo_id: str, revision: str | None = None) -> Entry:
@@ -156,10 +166,9 @@ def for_repo(repo_id: str, revision: str | None = None) -> Entry:
     if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id:
         raise BadInput(f"{repo_id!r} is not a Hugging Face repository id.",
                        "A repository id looks like owner/name, for example stabilityai/sd-turbo.")
-    for e in _load():
-        if e.repo is not None and e.repo.lower() == repo_id.lower() and e.kind == "pipeline" \
-                and (revision is None or revision == e.revision):
-            return e
+    found = _by_repo(repo_id)
+    if found is not None and (revision is None or revision == found.revision):
+        return found
     if revision is not None and not _HEX40.fullmatch(revision):
         raise BadInput(f"{revision!r} is not a commit.", "Give the full 40-character commit hash, or none.")
     return Entry(

@@ -285,6 +285,11 @@ def model_source(e: Entry) -> str:
     if folder is None:
         raise ModelMissing(f"{e.name} is not downloaded yet.", "Download it from the Model dock or with "
                            f"quickbrush-cli models download {e.id}.")
+    if e.kind == "pipeline" and not (folder / "model_index.json").exists():
+        # A typed repository holding one checkpoint (or a LoRA) rather than a diffusers folder.
+        weights = sorted(folder.glob("*.safetensors"))
+        if len(weights) == 1:
+            return str(weights[0])
     return str(folder)
 
 

@@ -93,6 +93,8 @@ def test_unknown_id_names_the_known_ones():
 
 def test_for_repo_makes_an_adhoc_entry():
     assert catalog.for_repo("stabilityai/sdxl-turbo").id == "sdxl-turbo"
+    assert catalog.for_repo("madebyollin/taesd").id == "taesd"
+    assert catalog.for_repo("latent-consistency/lcm-lora-sdv1-5").adhoc  # two entries use it
     e = catalog.for_repo("someone/their-model")
     assert e.adhoc and e.repo == "someone/their-model" and e.files == () and not e.commercial
     for bad in ("not a repo", "../etc", "a/b/c", ""):

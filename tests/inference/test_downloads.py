@@ -288,6 +288,14 @@ def test_a_typed_repository_gets_one_format(hub_server):
     assert downloads.state(e) == "installed"
 
 
+def test_a_typed_repository_of_one_checkpoint_is_that_file(hub_server):
+    hub_server.add_repo("someone/checkpoint", {"model.safetensors": os.urandom(1000), "README.md": b"#"})
+    e = catalog.for_repo("someone/checkpoint")
+    catalog.accept_licence(e)
+    path = downloads.Download(e).run()
+    assert downloads.model_source(e) == str(path / "model.safetensors")
+
+
 def test_a_pickle_only_repository_is_refused(hub_server):
     hub_server.add_repo("someone/pickles", {"model.ckpt": os.urandom(1000)})
     e = catalog.for_repo("someone/pickles")
