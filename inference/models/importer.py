@@ -252,7 +252,7 @@ def _folder(path: Path) -> Detected:
     else:
         family = "sd2" if unet.get("cross_attention_dim") == 1024 else "sd1"
     for weights in path.rglob("*"):
-        if weights.suffix.lower() == ".safetensors":
+        if weights.suffix.lower() == ".safetensors" and weights.parent != path:  # top-level ones are not read
             read_header(weights)  # a damaged component is refused now, not at its first use
     return Detected(family, variant, "pipeline", "diffusers", None, size)
 
@@ -439,8 +439,8 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
         pass
     detected = inspect(source)
     pickles = ([source] if source.is_file() and detected.format == "pickle" else
-               [f for f in source.rglob("*") if f.suffix.lower() in PICKLE_SUFFIXES and f.is_file()
-                and not _has_safetensors_twin(f)] if source.is_dir() else [])
+               [f for f in sorted(source.rglob("*")) if f.suffix.lower() in PICKLE_SUFFIXES and f.is_file()
+                and not _unused(f, source, detected)] if source.is_dir() else [])
     if pickles and not allow_pickle:
         raise pickle_refusal(pickles[0])
     root.mkdir(parents=True, exist_ok=True)
@@ -485,7 +485,7 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
                 read_header(temp)  # the copy is whole (the source could change while copying)
         else:
             files = [f for f in sorted(source.rglob("*")) if f.is_file()]
-            skipped = {f for f in files if f.suffix.lower() in PICKLE_SUFFIXES and _has_safetensors_twin(f)}
+            skipped = {f for f in files if _unused(f, source, detected)}
             total = sum(f.stat().st_size for f in files if f not in skipped)
             done, linked = 0, True
             temp.mkdir()
@@ -493,7 +493,7 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
                 on_progress(0, total)
             for file in files:
                 if file in skipped:
-                    continue  # the safetensors twin holds the same weights
+                    continue
                 target = temp / file.relative_to(source)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if file.suffix.lower() in PICKLE_SUFFIXES:
@@ -518,14 +518,19 @@ def import_path(path: str | Path, allow_pickle: bool = False, on_progress: Progr
     return ImportedModel(final.name, final, detected, size, linked)
 
 
-def _has_safetensors_twin(file: Path) -> bool:
-    stem = file.stem
-    twins = [file.with_suffix(".safetensors")]
-    if stem == "pytorch_model":
-        twins.append(file.with_name("model.safetensors"))
-    if stem.startswith("pytorch_lora_weights"):
-        twins.append(file.with_name("pytorch_lora_weights.safetensors"))
-    return any(t.is_file() for t in twins)
+_OTHER_FRAMEWORKS = (".msgpack", ".h5", ".onnx", ".onnx_data", ".pb", ".tflite")
+
+
+def _unused(file: Path, root: Path, detected: Detected) -> bool:
+    """Files of a diffusers folder that diffusers never reads here, so not worth copying: a pickle
+    beside safetensors weights (the same weights), Flax/TF/ONNX exports, and a pipeline folder's
+    top-level checkpoints (a Hub snapshot of SD 1.5 holds two 4 GB single-file copies there)."""
+    suffix = file.suffix.lower()
+    if suffix in _OTHER_FRAMEWORKS:
+        return True
+    if detected.kind == "pipeline" and file.parent == root and suffix in (".safetensors",) + PICKLE_SUFFIXES:
+        return True
+    return suffix in PICKLE_SUFFIXES and any(f.suffix.lower() == ".safetensors" for f in file.parent.iterdir())
 
 
 __all__ = ["Cancelled", "Detected", "ImportedModel", "PickleRefused", "import_path", "inspect", "read_header", "file_is_whole",

@@ -389,6 +389,18 @@ def test_a_folder_with_pickle_only_weights_is_refused_then_converted(tmp_path, m
     store.check_pipeline_folder(imported.path, imported.name)
 
 
+def test_a_hub_snapshot_is_imported_without_the_files_diffusers_never_reads(tmp_path, models, tiny_sd,
+                                                                          tiny_sd_single_file):
+    folder = shutil.copytree(tiny_sd, tmp_path / "snapshot")
+    shutil.copy(tiny_sd_single_file, folder / "v1-5-pruned.safetensors")
+    (folder / "v1-5-pruned.ckpt").write_bytes(b"a pickle")
+    (folder / "unet" / "diffusion_pytorch_model.fp16.bin").write_bytes(b"a pickle")
+    (folder / "unet" / "diffusion_flax_model.msgpack").write_bytes(b"flax")
+    imported = importer.import_path(folder)  # the pickles are never needed, so not refused
+    copied = sorted(p.relative_to(imported.path).as_posix() for p in imported.path.rglob("*") if p.is_file())
+    assert copied == sorted(p.relative_to(tiny_sd).as_posix() for p in tiny_sd.rglob("*") if p.is_file())
+
+
 # --------------------------------------------------------------------------- copying
 
 
