@@ -70,8 +70,9 @@ def test_an_installed_wheel_carries_the_icons_and_the_builtin_model(tmp_path):
     wheel = next((tmp_path / "dist").glob("quickbrush-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
                     str(wheel)], check=True, timeout=300)
-    probe = ("import inference, editor.theme; from inference.models import store; "
-             "print(inference.__file__); print(store.builtin_dir()); print(editor.theme.ICONS)")
+    probe = ("import inference, editor.theme; from inference.models import catalog, store; "
+             "print(inference.__file__); print(store.builtin_dir()); print(editor.theme.ICONS); "
+             "print(len(catalog.entries())); print(catalog.catalog_path().parent / 'configs')")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(tmp_path / "site"), "QT_QPA_PLATFORM": "offscreen"},
                          timeout=120).stdout.split("\n")
@@ -80,6 +81,10 @@ def test_an_installed_wheel_carries_the_icons_and_the_builtin_model(tmp_path):
     assert (Path(out[1]) / "quickbrush_builtin.json").is_file() and Path(out[1]).is_relative_to(site)
     assert (Path(out[1]) / "onnx" / "unet.onnx").is_file() and (Path(out[1]) / "DATA.md").is_file()
     assert (Path(out[2]) / "app.svg").is_file() and Path(out[2]).is_relative_to(site)
+    assert int(out[3]) >= 10, "the model catalog (catalog.toml) ships in the wheel"
+    configs = Path(out[4])
+    assert configs.is_relative_to(site) and (configs / "sd1" / "model_index.json").is_file(), \
+        "the single-file configs ship in the wheel"
 
 
 def test_test_files_have_distinct_names():
