@@ -193,6 +193,17 @@ def check_pipeline_folder(path: str | Path, label: str, skip: tuple[str, ...] = 
     return index
 
 
+def weights_variant(path: str | Path) -> str | None:
+    """"fp16" for a diffusers folder whose weights are all fp16 variants
+    (`diffusion_pytorch_model.fp16.safetensors`), as the catalog downloads them; diffusers finds
+    such weights only when asked for the variant, and says nothing clearer than "no file named
+    diffusion_pytorch_model.bin" otherwise. None where any component has plain weights."""
+    weights = [f.name for f in Path(path).glob("*/*") if f.suffix in MODEL_WEIGHTS]
+    if weights and all(".fp16." in name for name in weights):
+        return "fp16"
+    return None
+
+
 def _task_from_index(index: dict) -> str:
     name = index.get("_class_name", "")
     if "Pix2Pix" in name:

@@ -179,3 +179,18 @@ def test_a_folder_without_the_safety_checker_it_lists_still_loads(tmp_path, tiny
     index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
     (folder / "model_index.json").write_text(json.dumps(index))
     assert store.check_pipeline_folder(folder, "no-checker")["_class_name"] == "StableDiffusionPipeline"
+
+
+def test_a_folder_of_fp16_variant_weights_is_recognised(tmp_path, tiny_sd):
+    import shutil
+
+    from inference.models.store import weights_variant
+
+    assert weights_variant(tiny_sd) is None
+    folder = tmp_path / "fp16-only"
+    shutil.copytree(tiny_sd, folder)
+    for weights in list(folder.glob("*/*.safetensors")):
+        weights.rename(weights.with_name(weights.name.replace(".safetensors", ".fp16.safetensors")))
+    assert weights_variant(folder) == "fp16"
+    next(folder.glob("unet/*.fp16.safetensors")).rename(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    assert weights_variant(folder) is None, "a component with plain weights: no variant"
