@@ -171,3 +171,9 @@ def hub_server(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_flux2(tmp_path_factory):
+    """Folder of a tiny random-weight Flux2KleinPipeline (distilled); native 64 x 64 px, sizes in 4 px."""
+    return _tiny_models().build_flux2_klein(tmp_path_factory.mktemp("tiny_flux2"))

@@ -582,3 +582,85 @@ def build_builtin(folder: Path, int8: bool = False) -> Path:
     else:
         model.save(folder)
     return Path(folder)
+
+
+# ----------------------------------------------------------------------------- FLUX.2 klein
+
+# Qwen3's chat template, cut down to what Flux2KleinPipeline's prompt encoder renders (one user
+# message, then the assistant's turn with thinking off).
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def write_qwen_tokenizer(folder: Path):
+    """Write a tiny byte-level BPE Qwen2TokenizerFast into ``folder`` and return it.
+
+    Built from a `tokenizers` BPE of the 256 GPT-2 byte characters (every string tokenizes),
+    Qwen's three special tokens after them, `<|endoftext|>` as padding, and a chat template,
+    so the pipeline's ``apply_chat_template`` and ``padding="max_length"`` work offline.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {char: i for i, char in enumerate(_bytes_to_unicode().values())}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token=None, bos_token=None)
+    tokenizer.add_special_tokens({"additional_special_tokens": _QWEN_SPECIALS[1:]})
+    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
+    tokenizer.model_max_length = 512
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def build_flux2_klein(folder: Path, sample_size: int = 64) -> Path:
+    """Build and save a tiny random-weight Flux2KleinPipeline; native ``sample_size`` px.
+
+    The recipe of diffusers' ``Flux2KleinPipelineFastTests.get_dummy_components``, with what the
+    pipeline's defaults need: a 27-layer Qwen3 (it reads hidden states 9, 18 and 27, stacked,
+    so the transformer's joint_attention_dim is three times the encoder's width) and a
+    two-block VAE (scale 2; with the 2x2 latent patches sizes are multiples of 4 px).
+    ``is_distilled`` as in the real klein 4B: guidance is ignored, one transformer call a step.
+    """
+    import torch
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    folder = Path(folder)
+    _quiet()
+    tokenizer = write_qwen_tokenizer(folder / "tokenizer")
+    hidden = 16
+    torch.manual_seed(SEED)
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=16, num_hidden_layers=27,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    ))
+    latent_channels = 4
+    torch.manual_seed(SEED)
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=latent_channels * 4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=3 * hidden, timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False,
+    )
+    torch.manual_seed(SEED)
+    vae = AutoencoderKLFlux2(
+        sample_size=sample_size, in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16), layers_per_block=1, latent_channels=latent_channels, norm_num_groups=4,
+        use_quant_conv=False, use_post_quant_conv=False,
+    )
+    pipe = Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
+                              vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
+                              is_distilled=True)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -116,8 +116,11 @@ class Backend(Protocol):
 # recognised by its own config file, so it comes before diffusers, which takes the rest.
 # OpenVINO and diffusers (torch) claim the same Stable Diffusion models; which one runs a job is
 # the engine's choice (inference.runtimes), so `candidates` lists both.
+# FLUX.2 klein folders are recognised by their model_index.json's pipeline class; the Stable
+# Diffusion backends leave them to "flux".
 REGISTRY: dict[str, str] = {
     "builtin": "inference.backends.builtin_backend",
+    "flux": "inference.backends.flux_backend",
     "openvino": "inference.backends.openvino_backend",
     "diffusers": "inference.backends.diffusers_backend",
 }

@@ -715,6 +715,10 @@ class DiffusersBackend:
     def claims(self, located: Located) -> bool:
         # A folder is the built-in model's when it has its config (that backend is asked first);
         # any other folder that store.locate accepts holds model_index.json.
+        from inference.backends.flux_backend import is_flux2_klein
+
+        if is_flux2_klein(located):  # no UNet: inference.backends.flux_backend runs it
+            return False
         if located.kind in ("builtin", "folder"):
             return (Path(located.path) / "model_index.json").is_file()
         return located.kind in ("file", "repo")

@@ -56,6 +56,8 @@ PRESETS: list[Preset] = [
     Preset("lcm-lora", (r"lcm[-_]?lora",), "lcm", steps=4, guidance=1.0, max_steps=8),
     # Full LCM distillations embed guidance in the UNet (w-conditioning); 8 is their card's value.
     Preset("lcm", (r"\blcm\b", r"lcm[-_]", r"latent[-_]?consistency"), "lcm", steps=4, guidance=8.0, max_steps=8),
+    # FLUX.2 klein is step-distilled: 4 steps at guidance 1.0 (its card), its own flow-matching scheduler.
+    Preset("flux2-klein", (r"flux\.?2.*klein",), None, steps=4, guidance=1.0, max_steps=8),
     Preset(
         "instruct-pix2pix",
         (r"pix2pix",),
