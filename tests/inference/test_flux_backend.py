@@ -156,3 +156,13 @@ def test_the_catalog_names_are_matched_to_the_klein_preset():
     preset = match_preset(["black-forest-labs/FLUX.2-klein-4B"])
     assert (preset.name, preset.steps, preset.guidance, preset.scheduler, preset.max_steps) == (
         "flux2-klein", 4, 1.0, None, 8)
+
+
+def test_a_model_too_large_for_the_free_memory_is_refused_before_it_loads(tiny_flux2, monkeypatch):
+    from inference.backends import flux_backend
+    from inference.jobs import OutOfMemory
+
+    monkeypatch.setattr(flux_backend, "HEADROOM", 1 << 60)  # as if the weights were far larger than the RAM
+    with pytest.raises(OutOfMemory, match="needs about .* of free memory") as info:
+        Engine().run(1, Generate(width=32, height=32, **common(tiny_flux2)), lambda p: None, lambda: False)
+    assert "13 GB" in info.value.details
