@@ -408,8 +408,8 @@ _BACKEND_OF_RUNTIME = {"torch": "diffusers", "openvino": "openvino"}
 
 
 def _runtime_of(backend_name: str) -> str:
-    """The runtime a backend is known by in jobs and Preferences (diffusers runs on torch)."""
-    return {"diffusers": "torch"}.get(backend_name, backend_name)
+    """The runtime a backend is known by in jobs and Preferences (diffusers and FLUX run on torch)."""
+    return {"diffusers": "torch", "flux": "torch"}.get(backend_name, backend_name)
 
 
 def _job_size(job: Job) -> tuple[int, int] | None:

@@ -26,7 +26,8 @@ from inference.device import dtype_name, pick_device, pick_dtype, pick_dtype_nam
 from inference.jobs import BadInput, Cancelled, JobError, ModelMissing, ModelRef, NetworkUnavailable
 from inference.models.presets import SCHEDULERS, Preset, match_preset, with_steps_from_name
 from inference.models.store import (  # noqa: F401 - file_sha256, folder_fingerprint: once defined here
-    CHECKPOINT_SUFFIXES, Located, check_pipeline_folder, file_sha256, folder_fingerprint, locate, looks_like_repo_id)
+    CHECKPOINT_SUFFIXES, Located, check_pipeline_folder, file_sha256, folder_fingerprint, locate, looks_like_repo_id,
+    weights_variant)
 
 
 @dataclass
@@ -231,6 +232,9 @@ def load(ref: ModelRef, device: str | None = None, dtype: str | None = None) -> 
                 # Local editing, like every desktop SD tool: no NSFW filter blacking out results.
                 kwargs["safety_checker"] = None
                 kwargs["requires_safety_checker"] = False
+            variant = weights_variant(path)
+            if variant:  # the catalog downloads fp16 files only; diffusers needs telling
+                kwargs["variant"] = variant
             pipe = diffusers.DiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
             sha = folder_fingerprint(path)
     except JobError:

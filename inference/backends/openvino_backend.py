@@ -638,6 +638,9 @@ def _load_without_networks(located: Located, ref: ModelRef) -> Any:
     kwargs: dict[str, Any] = {name: None for name in ("unet",) + TEXT_ENCODERS if name in index}
     if "safety_checker" in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    variant = sd.weights_variant(path)
+    if variant:
+        kwargs["variant"] = variant
     sd._quiet_loading()
     try:
         return diffusers.DiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)

@@ -194,3 +194,23 @@ def test_a_folder_of_fp16_variant_weights_is_recognised(tmp_path, tiny_sd):
     assert weights_variant(folder) == "fp16"
     next(folder.glob("unet/*.fp16.safetensors")).rename(folder / "unet" / "diffusion_pytorch_model.safetensors")
     assert weights_variant(folder) is None, "a component with plain weights: no variant"
+
+
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_an_fp16_only_folder_loads_and_draws_on_either_runtime(tmp_path, tiny_sd, runtime):
+    """What a catalog download leaves (only *.fp16.safetensors): diffusers needs the variant named."""
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    folder = tmp_path / "fp16-only"
+    shutil.copytree(tiny_sd, folder)
+    for weights in list(folder.glob("*/*.safetensors")):
+        weights.rename(weights.with_name(weights.name.replace(".safetensors", ".fp16.safetensors")))
+    for _load in ("first", "again"):  # on OpenVINO the second load reads the IR, not the torch UNet
+        engine = Engine(max_models=1)
+        try:
+            image, _job, _timings, info = engine.run(
+                1, Generate(prompt="a red apple", model=ModelRef(str(folder)), steps=1, seed=1, width=64, height=64,
+                            runtime=runtime), lambda _p: None, lambda: False)
+            assert image.size == (64, 64) and info["runtime"] == runtime
+        finally:
+            engine.unload()
