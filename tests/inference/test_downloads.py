@@ -506,3 +506,30 @@ def test_a_killed_download_resumes_in_the_next_process(hub_server, tmp_path):
     path = downloads.Download(make_entry()).run()
     assert (path / WEIGHTS).read_bytes() == files[WEIGHTS]
     assert file_gets(hub_server, WEIGHTS)[-1] == f"bytes={kept}-"
+
+
+def test_a_downloaded_fp16_model_generates_through_the_engine(hub_server, tiny_sd, tmp_path):
+    """The whole way a designer goes: a catalog-style entry (fp16 files only, as the catalog
+    lists them) fetched from the Hub, then a Generate job on what model_ref gives."""
+    from inference.engine import Engine
+    from inference.jobs import Generate
+
+    repo = tmp_path / "fp16"
+    shutil.copytree(tiny_sd, repo)
+    for weights in list(repo.glob("*/*.safetensors")):
+        weights.rename(weights.with_name(weights.name.replace(".safetensors", ".fp16.safetensors")))
+    hub_server.add_repo("tiny/sd-fp16", repo)
+    e = make_entry(repo="tiny/sd-fp16", files=("model_index.json", "*/*.json", "*/*.fp16.safetensors", "tokenizer/*"),
+                   preset="sd-turbo")
+    downloads.Download(e).run()
+    assert downloads.state(e) == "installed"
+    ref = downloads.model_ref(e)
+    engine = Engine(max_models=1)
+    try:
+        image, resolved, _timings, info = engine.run(
+            1, Generate(prompt="a red apple", model=ref, seed=1, width=64, height=64, runtime="torch"),
+            lambda _p: None, lambda: False)
+    finally:
+        engine.unload()
+    assert image.size == (64, 64)
+    assert resolved.steps == 1, "the entry's preset (sd-turbo: 1 step) decides the recipe"
