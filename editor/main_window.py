@@ -44,6 +44,7 @@ from editor import targets
 from editor.settings import Settings
 from editor.theme import icon
 from inference.jobs import BadInput, JobError, Progress, Result, Target
+from inference.version import version as _version
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def ask_unsaved(parent: QWidget, name: str, unapplied: int) -> str:
     return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
 
 
-ABOUT_TEXT = """<h3>Quickbrush</h3>
+ABOUT_TEXT = f"""<h3>Quickbrush {_version()}</h3>
 <p>A desktop image editor with a fast diffusion model that runs on your own computer.</p>
 <p>Quickbrush and its built-in model are released under the Apache License 2.0.</p>
 <p>It is built on: Qt for Python (PySide6, LGPL-3.0), PyTorch (BSD-3-Clause), diffusers, transformers,

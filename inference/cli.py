@@ -74,7 +74,10 @@ def _runtime(value: str | None) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from inference.version import version
+
     parser = argparse.ArgumentParser(prog="quickbrush-cli", description="Quickbrush inference from the command line.")
+    parser.add_argument("--version", action="version", version=f"quickbrush-cli {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="print error details")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
