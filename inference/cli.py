@@ -61,7 +61,7 @@ def _common(parser: argparse.ArgumentParser, image_kind: bool = True) -> None:
 def _runtime_options(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument("--runtime", choices=RUNTIMES, default=default,
                         help="what runs a Stable Diffusion model: auto (the fastest for this computer, timed on "
-                        "a model's first use, about a minute, and remembered), torch or openvino"
+                        "a model's first use, a few minutes, and remembered), torch or openvino"
                         + (" (default: auto)" if default else " (default: the recipe's)"))
     parser.add_argument("--fast-decode", action="store_true",
                         help="decode with the model's tiny decoder (TAESD: a vae_tiny folder, or taesd in the "
