@@ -80,7 +80,8 @@ def freeze() -> Path:
 
 def run(command: list[str], **kwargs) -> None:
     print("+", " ".join(command), file=sys.stderr, flush=True)
-    done = subprocess.run(command, **kwargs)
+    # Their output goes to stderr: stdout is the JSON report alone, for whatever reads it.
+    done = subprocess.run(command, stdout=sys.stderr, **kwargs)
     if done.returncode != 0:
         raise BuildError(f"{Path(command[0]).name} {' '.join(command[1:3])} ... failed with exit code {done.returncode}")
 
