@@ -150,7 +150,8 @@ def write_deb_tree(root: Path, app: Path | None, version_: str, architecture: st
     build the metadata without it)."""
     opt = root / INSTALL_DIR.lstrip("/")
     if app is not None:
-        shutil.copytree(app, opt, symlinks=True)
+        # Hard links where dist/ and build/ share a file system: the frozen folder is over a GB.
+        shutil.copytree(app, opt, symlinks=True, copy_function=_link_or_copy)
     installed = folder_bytes(opt) if opt.exists() else 0
     files = {
         "usr/share/applications/quickbrush.desktop": desktop_entry(),
@@ -177,6 +178,13 @@ def write_deb_tree(root: Path, app: Path | None, version_: str, architecture: st
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
     return root
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def build_deb(app: Path, version_: str) -> Path:

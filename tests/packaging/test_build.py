@@ -104,6 +104,21 @@ def test_the_commands_and_the_icon_point_into_opt(build, tree):
     assert (tree / "usr/share/icons/hicolor/scalable/apps/quickbrush.svg").read_text().lstrip().startswith("<")
 
 
+def test_the_frozen_folder_goes_to_opt_with_its_executables(build, tmp_path):
+    app = tmp_path / "dist" / "quickbrush"
+    (app / "_internal").mkdir(parents=True)
+    for name in ("quickbrush", "quickbrush-cli"):
+        (app / name).write_bytes(b"\x7fELF")
+        (app / name).chmod(0o775)
+    (app / "_internal" / "data.txt").write_text("x")
+    tree = build.write_deb_tree(tmp_path / "deb", app, "0.1.0", "amd64")
+    opt = tree / build.INSTALL_DIR.lstrip("/")
+    assert (opt / "_internal" / "data.txt").read_text() == "x"
+    for name in ("quickbrush", "quickbrush-cli"):
+        assert (opt / name).stat().st_mode & 0o777 == 0o755
+    assert (tree / "usr/bin/quickbrush").readlink() == Path(build.INSTALL_DIR) / "quickbrush"
+
+
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 def test_dpkg_deb_accepts_the_metadata(tree, tmp_path):
     deb = tmp_path / "metadata-only.deb"
