@@ -120,6 +120,19 @@ def temp_path_for(path: str | os.PathLike[str]) -> Path:
     return real.with_name(f".{real.name}.{os.getpid()}-{_HOST}.{secrets.token_hex(4)}.tmp")
 
 
+def read_json_object(path: Path) -> dict:
+    """The JSON object stored at `path`, or {} where the file is missing, unreadable, not JSON or
+    not an object: what Quickbrush's small record files (licences, downloads, runtime choices)
+    read as "nothing recorded yet"."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], Any]) -> Path:
     """Call `write(binary_file)` on a hidden temporary file beside `path`, then swap it in.
 

@@ -179,11 +179,10 @@ class Choices:
         self.path = path or cache_dir() / CHOICES_FILE
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("format") != CHOICES_FORMAT or not isinstance(data.get("models"), dict):
+        from inference.files import read_json_object
+
+        data = read_json_object(self.path)
+        if data.get("format") != CHOICES_FORMAT or not isinstance(data.get("models"), dict):
             return {}
         return data["models"]
 

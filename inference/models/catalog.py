@@ -220,11 +220,9 @@ def _licences_file() -> Path:
 
 
 def _read_accepted() -> dict:
-    try:
-        data = json.loads(_licences_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    from inference.files import read_json_object
+
+    return read_json_object(_licences_file())
 
 
 def _licence_key(e: Entry) -> str:

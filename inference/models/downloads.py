@@ -154,11 +154,9 @@ def _records_path() -> Path:
 
 
 def _read_records() -> dict:
-    try:
-        data = json.loads(_records_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    from inference.files import read_json_object
+
+    return read_json_object(_records_path())
 
 
 def _write_records(data: dict) -> None:
