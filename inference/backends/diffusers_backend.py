@@ -687,17 +687,23 @@ def preview(loaded: Loaded, latents: Any) -> Image.Image | None:
     return latents_to_preview(latents, loaded.family)
 
 
-def decode_latents(loaded: Loaded, latents: Any) -> Image.Image:
-    """Kept latents (numpy, from a tiny-decoded result) decoded again by the model's own VAE."""
+def checked_latents(loaded: Any, latents: Any) -> Any:
+    """Kept latents as a float32 array, or BadInput when they are not this model's VAE's."""
     import numpy as np
-    import torch
 
     array = np.asarray(latents, dtype=np.float32)
     channels = loaded.pipe.vae.config.latent_channels
     if array.ndim != 4 or array.shape[1] != channels:
         raise BadInput("These latents do not belong to this model, so they cannot be refined with it.",
                        f"latents shape {array.shape}, the model's VAE takes {channels} channels")
-    tensor = torch.from_numpy(array).to(loaded.device)
+    return array
+
+
+def decode_latents(loaded: Loaded, latents: Any) -> Image.Image:
+    """Kept latents (numpy, from a tiny-decoded result) decoded again by the model's own VAE."""
+    import torch
+
+    tensor = torch.from_numpy(checked_latents(loaded, latents)).to(loaded.device)
     with torch.inference_mode():
         return decode(loaded.pipe, tensor)
 

@@ -291,16 +291,12 @@ def decode(pipe: Any, latents: Any) -> Image.Image:
 
 
 def decode_latents(loaded: Loaded, latents: Any) -> Image.Image:
-    import numpy as np
     import torch
 
-    array = np.asarray(latents, dtype=np.float32)
-    channels = loaded.pipe.vae.config.latent_channels
-    if array.ndim != 4 or array.shape[1] != channels:
-        raise BadInput("These latents do not belong to this model, so they cannot be refined with it.",
-                       f"latents shape {array.shape}, the model's VAE takes {channels} channels")
+    from inference.backends.diffusers_backend import checked_latents
+
     with torch.inference_mode():
-        return decode(loaded.pipe, torch.from_numpy(array))
+        return decode(loaded.pipe, torch.from_numpy(checked_latents(loaded, latents)))
 
 
 class FluxBackend:
